@@ -1,0 +1,39 @@
+# ntplatform: every target sets itself up on a fresh machine through `make setup`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint unit integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make setup: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+	@echo "setup done: $(BIN)/ntplatform"
+
+run: setup
+	$(BIN)/ntplatform up $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check ntplatform producer tests bench
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration -q
+
+test: setup lint
+	$(BIN)/python -m pytest tests -q
+
+bench: setup
+	$(BIN)/python -m bench.replay_throughput
+
+clean:
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The ``ntplatform`` command: ``producer``, ``replay-exchange`` and ``up``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntplatform", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("producer", help="run one producer node (settings from the environment)")
+    replay = commands.add_parser(
+        "replay-exchange", help="serve Binance recordings as a Binance-compatible exchange"
+    )
+    from ntplatform.replay import server as replay_server
+
+    replay_server.add_arguments(replay)
+    up = commands.add_parser("up", help="start Redis, the replay exchange and producers")
+    from ntplatform import supervisor
+
+    supervisor.add_arguments(up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "producer":
+        from producer.node import main as producer_main
+
+        return producer_main()
+    if args.command == "replay-exchange":
+        from ntplatform.replay import server as replay_server
+
+        return replay_server.run(args)
+    from ntplatform import supervisor
+
+    return supervisor.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

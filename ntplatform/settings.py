@@ -1,0 +1,218 @@
+"""Producer settings: typed, frozen, loaded once from the environment (SPEC section 3).
+
+``load_settings(environ)`` validates every variable and the cross-field rules and raises
+``ConfigError`` with one line naming the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from ntplatform.errors import ConfigError
+
+T = TypeVar("T")
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCOUNTS = ("spot", "usdm")
+DEFAULT_REPLAY_PATH = Path("../shared/data/binance/spot")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one producer node needs, validated."""
+
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    node_id: str = "producer-node-001"
+    report_period_ms: int = 250
+    slow_period_ms: int = 2000
+    book_depth: int = 20
+    trade_window_min: int = 30
+    enable_kv_reports: bool = True
+    enable_streams: bool = True
+    enable_multi_instance: bool = True
+    lease_ttl_ms: int = 2000
+    min_hold_ms: int = 2000
+    hrw_sticky_pct: float = 0.02
+    rebalance_interval_sec: float = 2.5
+    heartbeat_interval_ms: int = 1000
+    log_level: str = "info"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    binance_account: str = "spot"
+    binance_http_url: str | None = None
+    binance_ws_url: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9101
+    stream_maxlen: int = 100_000
+
+    @property
+    def heartbeat_ttl_ms(self) -> int:
+        return 5 * self.heartbeat_interval_ms
+
+    @property
+    def uses_replay(self) -> bool:
+        return self.binance_http_url is not None
+
+    def coordination_fingerprint(self) -> str:
+        """Short hash of the settings that every node of a fleet must share."""
+        shared = (
+            self.lease_ttl_ms,
+            self.min_hold_ms,
+            self.hrw_sticky_pct,
+            self.rebalance_interval_sec,
+            self.heartbeat_interval_ms,
+            self.report_period_ms,
+            self.symbols,
+        )
+        return hashlib.sha256(repr(shared).encode()).hexdigest()[:12]
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as plain data for the ``configuration_loaded`` event."""
+        data = dataclasses.asdict(self)
+        data["symbols"] = list(self.symbols)
+        data["heartbeat_ttl_ms"] = self.heartbeat_ttl_ms
+        data["coordination_fingerprint"] = self.coordination_fingerprint()
+        return data
+
+
+def _parse_int(name: str, raw: str, minimum: int, maximum: int | None = None) -> int:
+    allowed = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, allowed) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(name, raw, allowed)
+    return value
+
+
+def _parse_float(name: str, raw: str, minimum: float, maximum: float) -> float:
+    allowed = f"a number from {minimum} to {maximum}"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, allowed) from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, raw, allowed)
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(name, raw, "true or false (also 1/0, yes/no, on/off)")
+
+
+def _parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    lowered = raw.strip().lower()
+    if lowered not in choices:
+        raise ConfigError(name, raw, "one of " + ", ".join(choices))
+    return lowered
+
+
+def _parse_symbols(name: str, raw: str) -> tuple[str, ...]:
+    symbols = tuple(part.strip().upper() for part in raw.split(","))
+    if not symbols or any(not s for s in symbols):
+        raise ConfigError(name, raw, "a comma-separated list of symbols such as BTCUSDT,ETHUSDT")
+    for symbol in symbols:
+        if not SYMBOL_PATTERN.match(symbol):
+            raise ConfigError(
+                name, raw, f"symbol {symbol!r} must be 2-20 letters or digits, e.g. BTCUSDT"
+            )
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(name, raw, "each symbol at most once")
+    return symbols
+
+
+def _parse_node_id(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        raise ConfigError(name, raw, "1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    value = raw.strip()
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigError(name, redact_url(value), "a URL with scheme " + " or ".join(schemes))
+    return value.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@", 1)
+
+
+def _field(env: Mapping[str, str], name: str, parse: Callable[[str, str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return parse(name, raw)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the producer settings from ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    d = Settings()
+    settings = Settings(
+        symbols=_field(env, "SYMBOLS", _parse_symbols, d.symbols),
+        node_id=_field(env, "NT_NODE_ID", _parse_node_id, d.node_id),
+        report_period_ms=_field(env, "NT_REPORT_PERIOD_MS", lambda n, r: _parse_int(n, r, 10, 60_000), d.report_period_ms),
+        slow_period_ms=_field(env, "NT_SLOW_PERIOD_MS", lambda n, r: _parse_int(n, r, 0, 3_600_000), d.slow_period_ms),
+        book_depth=_field(env, "NT_BOOK_DEPTH", lambda n, r: _parse_int(n, r, 1, 1000), d.book_depth),
+        trade_window_min=_field(env, "NT_TRADE_WINDOW_MIN", lambda n, r: _parse_int(n, r, 1, 1440), d.trade_window_min),
+        enable_kv_reports=_field(env, "NT_ENABLE_KV_REPORTS", _parse_bool, d.enable_kv_reports),
+        enable_streams=_field(env, "NT_ENABLE_STREAMS", _parse_bool, d.enable_streams),
+        enable_multi_instance=_field(env, "NT_ENABLE_MULTI_INSTANCE", _parse_bool, d.enable_multi_instance),
+        lease_ttl_ms=_field(env, "NT_LEASE_TTL_MS", lambda n, r: _parse_int(n, r, 100, 600_000), d.lease_ttl_ms),
+        min_hold_ms=_field(env, "NT_MIN_HOLD_MS", lambda n, r: _parse_int(n, r, 0, 3_600_000), d.min_hold_ms),
+        hrw_sticky_pct=_field(env, "NT_HRW_STICKY_PCT", lambda n, r: _parse_float(n, r, 0.0, 1.0), d.hrw_sticky_pct),
+        rebalance_interval_sec=_field(env, "NT_REBALANCE_INTERVAL_SEC", lambda n, r: _parse_float(n, r, 0.1, 3600.0), d.rebalance_interval_sec),
+        heartbeat_interval_ms=_field(env, "NT_HEARTBEAT_INTERVAL_MS", lambda n, r: _parse_int(n, r, 50, 600_000), d.heartbeat_interval_ms),
+        log_level=_field(env, "NT_LOG_LEVEL", lambda n, r: _parse_choice(n, r, LOG_LEVELS), d.log_level),
+        redis_url=_field(env, "REDIS_URL", lambda n, r: _parse_url(n, r, ("redis", "rediss", "unix")), d.redis_url),
+        binance_account=_field(env, "NT_BINANCE_ACCOUNT", lambda n, r: _parse_choice(n, r, ACCOUNTS), d.binance_account),
+        binance_http_url=_field(env, "NT_BINANCE_HTTP_URL", lambda n, r: _parse_url(n, r, ("http", "https")), d.binance_http_url),
+        binance_ws_url=_field(env, "NT_BINANCE_WS_URL", lambda n, r: _parse_url(n, r, ("ws", "wss")), d.binance_ws_url),
+        metrics_host=_field(env, "NT_METRICS_HOST", lambda n, r: r.strip(), d.metrics_host),
+        metrics_port=_field(env, "NT_METRICS_PORT", lambda n, r: _parse_int(n, r, 0, 65535), d.metrics_port),
+        stream_maxlen=_field(env, "NT_STREAM_MAXLEN", lambda n, r: _parse_int(n, r, 1, 100_000_000), d.stream_maxlen),
+    )
+    _check_cross_fields(settings)
+    return settings
+
+
+def _check_cross_fields(s: Settings) -> None:
+    if s.lease_ttl_ms <= s.report_period_ms:
+        raise ConfigError(
+            "NT_LEASE_TTL_MS",
+            s.lease_ttl_ms,
+            f"must exceed NT_REPORT_PERIOD_MS ({s.report_period_ms}) so a lease outlives one cycle",
+        )
+    if s.slow_period_ms and s.slow_period_ms < s.report_period_ms:
+        raise ConfigError(
+            "NT_SLOW_PERIOD_MS",
+            s.slow_period_ms,
+            f"0 (disabled) or at least NT_REPORT_PERIOD_MS ({s.report_period_ms})",
+        )
+    if (s.binance_http_url is None) != (s.binance_ws_url is None):
+        raise ConfigError(
+            "NT_BINANCE_WS_URL" if s.binance_ws_url is None else "NT_BINANCE_HTTP_URL",
+            "",
+            "set NT_BINANCE_HTTP_URL and NT_BINANCE_WS_URL together (or neither for live Binance)",
+        )

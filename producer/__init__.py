@@ -1,0 +1,1 @@
+"""The NautilusTrader producer service: actor, node wiring, Redis publisher, HTTP."""

@@ -1,0 +1,189 @@
+"""The analytics actor: keeps a book per symbol from NautilusTrader's data and reports.
+
+Handlers only convert NautilusTrader objects to plain numbers for
+``ntplatform.tracker.SymbolTracker``; the maths lives there. The fast cycle builds
+one report per synced symbol and hands the batch to the publisher; the slow cycle
+refreshes the volume profile and volatility. A timer event that arrives later than
+one period (the event loop was busy) is skipped rather than run late, so cycles never
+pile up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.common.config import ActorConfig, NonNegativeInt, PositiveInt
+from nautilus_trader.common.events import TimeEvent
+from nautilus_trader.model.data import OrderBookDeltas, TradeTick
+from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide
+from nautilus_trader.model.identifiers import InstrumentId
+
+from ntplatform.logs import EventLog
+from ntplatform.tracker import NS_PER_MS, SymbolTracker
+from producer.binance_client import book_status_topic
+from producer.health import NodeState
+from producer.metrics import ProducerMetrics
+from producer.publisher import ReportPublisher
+
+FAST_TIMER = "fast_cycle"
+SLOW_TIMER = "slow_cycle"
+AGGRESSORS = {AggressorSide.BUYER: "buyer", AggressorSide.SELLER: "seller"}
+
+
+class AnalyticsActorConfig(ActorConfig, frozen=True):
+    """Settings of the analytics actor (a subset of the node's ``Settings``)."""
+
+    instrument_ids: tuple[str, ...]
+    report_period_ms: PositiveInt = 250
+    slow_period_ms: NonNegativeInt = 2000
+    book_depth: PositiveInt = 20
+    trade_window_min: PositiveInt = 30
+
+
+class Runtime:
+    """The node's I/O edges that the actor reports to, bound before the node runs."""
+
+    def __init__(self, publisher: ReportPublisher, metrics: ProducerMetrics,
+                 state: NodeState, log: EventLog) -> None:
+        self.publisher = publisher
+        self.metrics = metrics
+        self.state = state
+        self.log = log
+
+
+class AnalyticsActor(Actor):
+    """Computes and publishes the per-symbol analytics reports."""
+
+    def __init__(self, config: AnalyticsActorConfig) -> None:
+        super().__init__(config)
+        self._config = config
+        window_ms = config.trade_window_min * 60_000
+        self._instrument_ids = [InstrumentId.from_str(i) for i in config.instrument_ids]
+        self._trackers = {
+            i.symbol.value: SymbolTracker(i.symbol.value, config.book_depth, window_ms)
+            for i in self._instrument_ids
+        }
+        self._runtime: Runtime | None = None
+
+    def bind(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("AnalyticsActor.bind(runtime) must be called before the node runs")
+        return self._runtime
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        for instrument_id in self._instrument_ids:
+            if self.cache.instrument(instrument_id) is None:
+                self.runtime.log.error("fatal_error", reason="instrument_not_found",
+                                       instrument_id=str(instrument_id))
+                self.stop()
+                return
+        for instrument_id in self._instrument_ids:
+            self.msgbus.subscribe(book_status_topic(instrument_id), self._on_book_status)
+            self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
+            self.subscribe_trade_ticks(instrument_id)
+            self.runtime.log.info("market_data_subscribed", symbol=instrument_id.symbol.value)
+        self.clock.set_timer(FAST_TIMER, _millis(self._config.report_period_ms),
+                             callback=self._on_fast_timer)
+        if self._config.slow_period_ms:
+            self.clock.set_timer(SLOW_TIMER, _millis(self._config.slow_period_ms),
+                                 callback=self._on_slow_timer)
+
+    def on_stop(self) -> None:
+        for name in (FAST_TIMER, SLOW_TIMER):
+            if name in self.clock.timer_names:
+                self.clock.cancel_timer(name)
+        for instrument_id in self._instrument_ids:
+            self.unsubscribe_order_book_deltas(instrument_id)
+            self.unsubscribe_trade_ticks(instrument_id)
+
+    # -- market data ------------------------------------------------------------------------
+
+    def on_order_book_deltas(self, deltas: OrderBookDeltas) -> None:
+        symbol = deltas.instrument_id.symbol.value
+        tracker = self._trackers.get(symbol)
+        if tracker is None:
+            return
+        snapshot = False
+        for delta in deltas.deltas:
+            action = delta.action
+            if action == BookAction.CLEAR:
+                tracker.reset_book()
+                snapshot = True
+                continue
+            order = delta.order
+            quantity = 0.0 if action == BookAction.DELETE else order.size.as_double()
+            tracker.set_level(order.side == OrderSide.BUY, order.price.as_double(), quantity)
+        tracker.book_applied(deltas.sequence, deltas.ts_event, deltas.ts_init, snapshot=snapshot)
+        self.runtime.metrics.market_events.labels(symbol, "book").inc()
+        if snapshot:
+            self.runtime.state.update_symbol(symbol, book_synced=True)
+            self.runtime.metrics.book_synced.labels(symbol).set(1)
+
+    def on_trade_tick(self, tick: TradeTick) -> None:
+        tracker = self._trackers.get(tick.instrument_id.symbol.value)
+        if tracker is None:
+            return
+        tracker.trade(tick.price.as_double(), tick.size.as_double(),
+                      AGGRESSORS.get(tick.aggressor_side), tick.ts_event, tick.ts_init)
+        self.runtime.metrics.market_events.labels(tracker.symbol, "trade").inc()
+
+    def _on_book_status(self, message: dict[str, Any]) -> None:
+        tracker = self._trackers.get(message.get("symbol", ""))
+        if tracker is None or message.get("synced"):
+            return
+        tracker.lose_sync()
+        self.runtime.state.update_symbol(tracker.symbol, book_synced=False)
+        self.runtime.metrics.book_synced.labels(tracker.symbol).set(0)
+
+    # -- cycles -----------------------------------------------------------------------------
+
+    def _on_fast_timer(self, event: TimeEvent) -> None:
+        now_ns = self.clock.timestamp_ns()
+        if (now_ns - event.ts_event) // NS_PER_MS > self._config.report_period_ms:
+            self.runtime.metrics.cycle_skips.labels("fast").inc()
+            return
+        started = time.perf_counter()
+        reports = {}
+        for symbol, tracker in self._trackers.items():
+            report = tracker.fast_report(now_ns)
+            self.runtime.state.update_symbol(symbol, data_age_ms=tracker.data_age_ms(now_ns))
+            if report is not None:
+                reports[symbol] = report
+            elif tracker.synced is False:
+                self.runtime.metrics.report_dropped.labels(symbol, "book_not_synced").inc()
+        self.runtime.metrics.calc_latency_ms.labels("fast").observe(
+            (time.perf_counter() - started) * 1000)
+        if reports:
+            self.runtime.publisher.submit(reports)
+
+    def _on_slow_timer(self, event: TimeEvent) -> None:
+        now_ns = self.clock.timestamp_ns()
+        period_ms = self._config.slow_period_ms
+        lag_ms = (now_ns - event.ts_event) // NS_PER_MS
+        if lag_ms > period_ms:
+            self.runtime.metrics.cycle_skips.labels("slow").inc()
+            self.runtime.log.warning("slow_cycle_skip", lag_ms=lag_ms, period_ms=period_ms)
+            return
+        if lag_ms > period_ms // 2:
+            self.runtime.log.warning("slow_cycle_lag_detected", lag_ms=lag_ms, period_ms=period_ms)
+        started = time.perf_counter()
+        for tracker in self._trackers.values():
+            tracker.slow_cycle(now_ns)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.runtime.metrics.calc_latency_ms.labels("slow").observe(elapsed_ms)
+        if elapsed_ms > period_ms:
+            self.runtime.log.warning("slow_cycle_lag_detected", duration_ms=round(elapsed_ms, 1),
+                                     period_ms=period_ms)
+
+
+def _millis(ms: int) -> dt.timedelta:
+    return dt.timedelta(milliseconds=ms)

@@ -1,0 +1,207 @@
+"""NautilusTrader's Binance data client, extended with diff-depth gap detection.
+
+NautilusTrader 1.221 checks update ids only against the REST snapshot. This extension
+checks every diff-depth event against the previous one (``ntplatform.sync``); on a gap
+it tells the actor (message-bus topic ``book_status_topic(instrument_id)``), logs
+``book_resync`` and rebuilds the book from a fresh snapshot, buffering the stream
+meanwhile. Everything else (connections, parsing, instruments) is the stock client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
+from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
+from nautilus_trader.adapters.binance.config import BinanceDataClientConfig
+from nautilus_trader.adapters.binance.data import BinanceCommonDataClient
+from nautilus_trader.adapters.binance.factories import (
+    get_cached_binance_futures_instrument_provider,
+    get_cached_binance_http_client,
+    get_cached_binance_spot_instrument_provider,
+)
+from nautilus_trader.adapters.binance.futures.data import BinanceFuturesDataClient
+from nautilus_trader.adapters.binance.spot.data import BinanceSpotDataClient
+from nautilus_trader.cache.cache import Cache
+from nautilus_trader.common.component import LiveClock, MessageBus
+from nautilus_trader.live.factories import LiveDataClientFactory
+from nautilus_trader.model.data import OrderBookDeltas
+from nautilus_trader.model.identifiers import InstrumentId
+
+from ntplatform.logs import EventLog
+from ntplatform.sync import DepthSequencer, Verdict
+from producer.metrics import ProducerMetrics
+
+RESYNC_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+
+
+def book_status_topic(instrument_id: InstrumentId | str) -> str:
+    """Message-bus topic on which the client announces that a book lost sync."""
+    return f"ntplatform.book_status.{instrument_id}"
+
+
+class _Observability:
+    """Where the extended client reports: set once by the node builder."""
+
+    metrics: ProducerMetrics | None = None
+    log: EventLog = EventLog("producer")
+
+
+observability = _Observability()
+
+
+class SequencedBookMixin:
+    """Gap detection and resynchronisation for a ``BinanceCommonDataClient`` subclass."""
+
+    def _init_sequencing(self) -> None:
+        self._sequencers: dict[InstrumentId, DepthSequencer] = {}
+        self._pending: dict[InstrumentId, list[tuple[Any, OrderBookDeltas]]] = {}
+        self._resync_tasks: dict[InstrumentId, asyncio.Task] = {}
+
+    def _sequencer(self, instrument_id: InstrumentId) -> DepthSequencer:
+        sequencer = self._sequencers.get(instrument_id)
+        if sequencer is None:
+            futures = self._binance_account_type.is_futures  # type: ignore[attr-defined]
+            sequencer = DepthSequencer(futures=futures)
+            self._sequencers[instrument_id] = sequencer
+        return sequencer
+
+    def _handle_book_diff_update(self, raw: bytes) -> None:
+        msg = self._decoder_order_book_msg.decode(raw)  # type: ignore[attr-defined]
+        instrument_id = self._get_cached_instrument_id(msg.data.s)  # type: ignore[attr-defined]
+        deltas = msg.data.parse_to_order_book_deltas(
+            instrument_id=instrument_id,
+            ts_init=self._clock.timestamp_ns(),  # type: ignore[attr-defined]
+        )
+        buffer = self._pending.get(instrument_id)
+        if buffer is not None:
+            buffer.append((msg.data, deltas))
+            return
+        self._apply_sequenced(instrument_id, msg.data, deltas)
+
+    def _apply_sequenced(self, instrument_id: InstrumentId, data: Any, deltas: OrderBookDeltas) -> bool:
+        sequencer = self._sequencer(instrument_id)
+        if not sequencer.synced:
+            return True  # before the first snapshot: the snapshot will cover this event
+        verdict = sequencer.check(data.U, data.u, data.pu)
+        if verdict is Verdict.APPLY:
+            self._handle_data(deltas)  # type: ignore[attr-defined]
+        elif verdict is Verdict.GAP:
+            self._start_resync(instrument_id, "sequence_gap", expected_after=sequencer.last_update_id,
+                               first_id=data.U, final_id=data.u)
+            return False
+        return True
+
+    def _start_resync(self, instrument_id: InstrumentId, reason: str, **detail: Any) -> None:
+        self._sequencer(instrument_id).reset()
+        self._pending.setdefault(instrument_id, [])
+        self._msgbus.publish(
+            book_status_topic(instrument_id), {"symbol": instrument_id.symbol.value, "synced": False, "reason": reason},
+        )  # type: ignore[attr-defined]
+        observability.log.warning("book_resync", symbol=instrument_id.symbol.value, reason=reason, **detail)
+        if observability.metrics is not None:
+            observability.metrics.ws_resubscribe.labels("resync").inc()
+            observability.metrics.book_resyncs.labels(instrument_id.symbol.value, reason).inc()
+        if instrument_id not in self._resync_tasks:
+            task = self.create_task(self._order_book_snapshot_then_deltas(instrument_id))  # type: ignore[attr-defined]
+            self._resync_tasks[instrument_id] = task
+
+    async def _order_book_snapshot_then_deltas(self, instrument_id: InstrumentId) -> None:
+        self._pending.setdefault(instrument_id, [])
+        try:
+            for attempt, retry_s in enumerate((0.0, *RESYNC_RETRY_S)):
+                if retry_s:
+                    await asyncio.sleep(retry_s)
+                if await self._snapshot_once(instrument_id, attempt):
+                    return
+            observability.log.error("book_resync_failed", symbol=instrument_id.symbol.value)
+        finally:
+            self._resync_tasks.pop(instrument_id, None)
+
+    async def _snapshot_once(self, instrument_id: InstrumentId, attempt: int) -> bool:
+        """Fetch a snapshot and replay the buffered stream onto it; False to retry."""
+        depth = self._book_depths[instrument_id]  # type: ignore[attr-defined]
+        try:
+            snapshot_msg = await self._http_market.query_depth(instrument_id.symbol.value, depth)  # type: ignore[attr-defined]
+        except Exception as error:  # the HTTP layer raises several unrelated types
+            observability.log.warning("book_snapshot_failed", symbol=instrument_id.symbol.value,
+                                      attempt=attempt + 1, error=str(error))
+            return False
+        snapshot = snapshot_msg.parse_to_order_book_snapshot(
+            instrument_id=instrument_id, ts_init=self._clock.timestamp_ns(),  # type: ignore[attr-defined]
+        )
+        sequencer = self._sequencer(instrument_id)
+        sequencer.on_snapshot(snapshot_msg.lastUpdateId)
+        self._handle_data(snapshot)  # type: ignore[attr-defined]
+        buffered = self._pending.get(instrument_id, [])
+        while buffered:
+            data, deltas = buffered.pop(0)
+            if not self._apply_sequenced(instrument_id, data, deltas):
+                return True  # a new resync has been scheduled with the rest buffered
+        self._pending.pop(instrument_id, None)
+        observability.log.info("book_synced", symbol=instrument_id.symbol.value,
+                               update_id=sequencer.last_update_id, attempt=attempt + 1)
+        return True
+
+    async def _reconnect(self) -> None:
+        observability.log.warning("ws_resubscribe", reason="reconnect",
+                                  symbols=[i.symbol.value for i in self._book_depths])  # type: ignore[attr-defined]
+        if observability.metrics is not None:
+            observability.metrics.ws_resubscribe.labels("reconnect").inc()
+        for instrument_id in list(self._book_depths):  # type: ignore[attr-defined]
+            self._start_resync(instrument_id, "reconnect")
+
+
+class SequencedSpotDataClient(SequencedBookMixin, BinanceSpotDataClient):
+    """Binance spot data client with gap detection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_sequencing()
+
+
+class SequencedFuturesDataClient(SequencedBookMixin, BinanceFuturesDataClient):
+    """Binance USDⓈ-M futures data client with gap detection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_sequencing()
+
+
+class SequencedBinanceDataClientFactory(LiveDataClientFactory):
+    """Builds the sequenced clients exactly as NautilusTrader's own factory builds its."""
+
+    @staticmethod
+    def create(  # type: ignore[override]
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        config: BinanceDataClientConfig,
+        msgbus: MessageBus,
+        cache: Cache,
+        clock: LiveClock,
+    ) -> BinanceCommonDataClient:
+        client = get_cached_binance_http_client(
+            clock=clock, account_type=config.account_type, api_key=config.api_key,
+            api_secret=config.api_secret, key_type=config.key_type, base_url=config.base_url_http,
+            is_testnet=config.testnet, is_us=config.us,
+        )
+        ws_url = config.base_url_ws or get_ws_base_url(
+            account_type=config.account_type, is_testnet=config.testnet, is_us=config.us,
+        )
+        common = {"loop": loop, "client": client, "msgbus": msgbus, "cache": cache, "clock": clock,
+                  "account_type": config.account_type, "base_url_ws": ws_url, "name": name,
+                  "config": config}
+        if config.account_type.is_spot_or_margin:
+            provider = get_cached_binance_spot_instrument_provider(
+                client=client, clock=clock, account_type=config.account_type,
+                is_testnet=config.testnet, config=config.instrument_provider, venue=config.venue,
+            )
+            return SequencedSpotDataClient(instrument_provider=provider, **common)
+        if config.account_type != BinanceAccountType.USDT_FUTURES:
+            raise ValueError(f"unsupported Binance account type {config.account_type}")
+        provider = get_cached_binance_futures_instrument_provider(
+            client=client, clock=clock, account_type=config.account_type,
+            config=config.instrument_provider, venue=config.venue,
+        )
+        return SequencedFuturesDataClient(instrument_provider=provider, **common)

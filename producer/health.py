@@ -1,0 +1,88 @@
+"""Live state of one node, shared by the actor, the publisher and the HTTP server.
+
+Writers update plain attributes under a lock; ``snapshot()`` returns the ``/health``
+document (SPEC section 7).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class SymbolState:
+    book_synced: bool = False
+    data_age_ms: int | None = None
+    last_publish_ms: int | None = None
+
+
+class NodeState:
+    """What the node knows about itself right now."""
+
+    def __init__(self, node_id: str, symbols: tuple[str, ...], multi_instance: bool) -> None:
+        self.node_id = node_id
+        self.multi_instance = multi_instance
+        self.started_monotonic = time.monotonic()
+        self.redis_connected = False
+        self.running = False
+        self.owned_symbols: list[str] = []
+        self.live_nodes: list[str] = [node_id]
+        self.symbols = {s: SymbolState() for s in symbols}
+        self.stale_after_ms = 5000
+        self._lock = threading.Lock()
+
+    def update_symbol(self, symbol: str, **fields: Any) -> None:
+        with self._lock:
+            state = self.symbols.setdefault(symbol, SymbolState())
+            for name, value in fields.items():
+                setattr(state, name, value)
+
+    def set_owned(self, symbols: list[str]) -> None:
+        with self._lock:
+            self.owned_symbols = sorted(symbols)
+
+    def status(self) -> str:
+        """``starting`` until every owned symbol has published once; ``degraded`` on trouble."""
+        if not self.running:
+            return "starting"
+        if not self.redis_connected:
+            return "degraded"
+        now_ms = int(time.time() * 1000)
+        for symbol in self.owned_symbols:
+            state = self.symbols.get(symbol)
+            if state is None or state.last_publish_ms is None:
+                return "starting" if self.uptime_s() < 60 else "degraded"
+            if not state.book_synced or now_ms - state.last_publish_ms > self.stale_after_ms:
+                return "degraded"
+        return "ok"
+
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self.started_monotonic, 3)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            symbols = {
+                name: {
+                    "book_synced": s.book_synced,
+                    "data_age_ms": s.data_age_ms,
+                    "last_publish_ms": s.last_publish_ms,
+                }
+                for name, s in sorted(self.symbols.items())
+            }
+            owned = list(self.owned_symbols)
+            live = list(self.live_nodes)
+        return {
+            "status": self.status(),
+            "node_id": self.node_id,
+            "uptime_s": self.uptime_s(),
+            "redis": {"connected": self.redis_connected},
+            "coordination": {
+                "owned_symbols": owned,
+                "live_nodes": live,
+                "multi_instance": self.multi_instance,
+            },
+            "symbols": symbols,
+        }
