@@ -20,10 +20,11 @@ from nautilus_trader.common.events import TimeEvent
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.objects import Price, Quantity
 
 from ntplatform.logs import EventLog
 from ntplatform.tracker import NS_PER_MS, SymbolTracker
-from producer.binance_client import book_status_topic
+from producer.binance_client import binance_symbol, book_status_topic
 from producer.health import NodeState
 from producer.metrics import ProducerMetrics
 from producer.publisher import ReportPublisher
@@ -62,8 +63,9 @@ class AnalyticsActor(Actor):
         self._config = config
         window_ms = config.trade_window_min * 60_000
         self._instrument_ids = [InstrumentId.from_str(i) for i in config.instrument_ids]
+        # Keyed by NautilusTrader's symbol (BTCUSDT-PERP); reports use the exchange's (BTCUSDT).
         self._trackers = {
-            i.symbol.value: SymbolTracker(i.symbol.value, config.book_depth, window_ms)
+            i.symbol.value: SymbolTracker(binance_symbol(i), config.book_depth, window_ms)
             for i in self._instrument_ids
         }
         self._runtime: Runtime | None = None
@@ -90,7 +92,8 @@ class AnalyticsActor(Actor):
             self.msgbus.subscribe(book_status_topic(instrument_id), self._on_book_status)
             self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
             self.subscribe_trade_ticks(instrument_id)
-            self.runtime.log.info("market_data_subscribed", symbol=instrument_id.symbol.value)
+            self.runtime.log.info("market_data_subscribed", symbol=binance_symbol(instrument_id),
+                                  instrument_id=str(instrument_id))
         self.clock.set_timer(FAST_TIMER, _millis(self._config.report_period_ms),
                              callback=self._on_fast_timer)
         if self._config.slow_period_ms:
@@ -108,10 +111,10 @@ class AnalyticsActor(Actor):
     # -- market data ------------------------------------------------------------------------
 
     def on_order_book_deltas(self, deltas: OrderBookDeltas) -> None:
-        symbol = deltas.instrument_id.symbol.value
-        tracker = self._trackers.get(symbol)
+        tracker = self._trackers.get(deltas.instrument_id.symbol.value)
         if tracker is None:
             return
+        symbol = tracker.symbol
         snapshot = False
         for delta in deltas.deltas:
             action = delta.action
@@ -120,8 +123,8 @@ class AnalyticsActor(Actor):
                 snapshot = True
                 continue
             order = delta.order
-            quantity = 0.0 if action == BookAction.DELETE else order.size.as_double()
-            tracker.set_level(order.side == OrderSide.BUY, order.price.as_double(), quantity)
+            quantity = 0.0 if action == BookAction.DELETE else _decimal_float(order.size)
+            tracker.set_level(order.side == OrderSide.BUY, _decimal_float(order.price), quantity)
         tracker.book_applied(deltas.sequence, deltas.ts_event, deltas.ts_init, snapshot=snapshot)
         self.runtime.metrics.market_events.labels(symbol, "book").inc()
         if snapshot:
@@ -132,12 +135,12 @@ class AnalyticsActor(Actor):
         tracker = self._trackers.get(tick.instrument_id.symbol.value)
         if tracker is None:
             return
-        tracker.trade(tick.price.as_double(), tick.size.as_double(),
+        tracker.trade(_decimal_float(tick.price), _decimal_float(tick.size),
                       AGGRESSORS.get(tick.aggressor_side), tick.ts_event, tick.ts_init)
         self.runtime.metrics.market_events.labels(tracker.symbol, "trade").inc()
 
     def _on_book_status(self, message: dict[str, Any]) -> None:
-        tracker = self._trackers.get(message.get("symbol", ""))
+        tracker = self._trackers.get(message.get("instrument_symbol", ""))
         if tracker is None or message.get("synced"):
             return
         tracker.lose_sync()
@@ -153,7 +156,8 @@ class AnalyticsActor(Actor):
             return
         started = time.perf_counter()
         reports = {}
-        for symbol, tracker in self._trackers.items():
+        for tracker in self._trackers.values():
+            symbol = tracker.symbol
             report = tracker.fast_report(now_ns)
             self.runtime.state.update_symbol(symbol, data_age_ms=tracker.data_age_ms(now_ns))
             if report is not None:
@@ -183,6 +187,11 @@ class AnalyticsActor(Actor):
         if elapsed_ms > period_ms:
             self.runtime.log.warning("slow_cycle_lag_detected", duration_ms=round(elapsed_ms, 1),
                                      period_ms=period_ms)
+
+
+def _decimal_float(value: Price | Quantity) -> float:
+    """The float nearest the exchange's decimal string (``as_double`` can be 1 ulp off)."""
+    return round(value.as_double(), value.precision)
 
 
 def _millis(ms: int) -> dt.timedelta:

@@ -36,6 +36,11 @@ from producer.metrics import ProducerMetrics
 RESYNC_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 
+def binance_symbol(instrument_id: InstrumentId) -> str:
+    """The exchange's symbol for an instrument (``BTCUSDT-PERP.BINANCE`` -> ``BTCUSDT``)."""
+    return instrument_id.symbol.value.removesuffix("-PERP")
+
+
 def book_status_topic(instrument_id: InstrumentId | str) -> str:
     """Message-bus topic on which the client announces that a book lost sync."""
     return f"ntplatform.book_status.{instrument_id}"
@@ -96,13 +101,12 @@ class SequencedBookMixin:
     def _start_resync(self, instrument_id: InstrumentId, reason: str, **detail: Any) -> None:
         self._sequencer(instrument_id).reset()
         self._pending.setdefault(instrument_id, [])
-        self._msgbus.publish(
-            book_status_topic(instrument_id), {"symbol": instrument_id.symbol.value, "synced": False, "reason": reason},
-        )  # type: ignore[attr-defined]
-        observability.log.warning("book_resync", symbol=instrument_id.symbol.value, reason=reason, **detail)
+        status = {"instrument_symbol": instrument_id.symbol.value, "synced": False, "reason": reason}
+        self._msgbus.publish(book_status_topic(instrument_id), status)  # type: ignore[attr-defined]
+        observability.log.warning("book_resync", symbol=binance_symbol(instrument_id), reason=reason, **detail)
         if observability.metrics is not None:
             observability.metrics.ws_resubscribe.labels("resync").inc()
-            observability.metrics.book_resyncs.labels(instrument_id.symbol.value, reason).inc()
+            observability.metrics.book_resyncs.labels(binance_symbol(instrument_id), reason).inc()
         if instrument_id not in self._resync_tasks:
             task = self.create_task(self._order_book_snapshot_then_deltas(instrument_id))  # type: ignore[attr-defined]
             self._resync_tasks[instrument_id] = task
@@ -115,7 +119,7 @@ class SequencedBookMixin:
                     await asyncio.sleep(retry_s)
                 if await self._snapshot_once(instrument_id, attempt):
                     return
-            observability.log.error("book_resync_failed", symbol=instrument_id.symbol.value)
+            observability.log.error("book_resync_failed", symbol=binance_symbol(instrument_id))
         finally:
             self._resync_tasks.pop(instrument_id, None)
 
@@ -125,7 +129,7 @@ class SequencedBookMixin:
         try:
             snapshot_msg = await self._http_market.query_depth(instrument_id.symbol.value, depth)  # type: ignore[attr-defined]
         except Exception as error:  # the HTTP layer raises several unrelated types
-            observability.log.warning("book_snapshot_failed", symbol=instrument_id.symbol.value,
+            observability.log.warning("book_snapshot_failed", symbol=binance_symbol(instrument_id),
                                       attempt=attempt + 1, error=str(error))
             return False
         snapshot = snapshot_msg.parse_to_order_book_snapshot(
@@ -140,13 +144,13 @@ class SequencedBookMixin:
             if not self._apply_sequenced(instrument_id, data, deltas):
                 return True  # a new resync has been scheduled with the rest buffered
         self._pending.pop(instrument_id, None)
-        observability.log.info("book_synced", symbol=instrument_id.symbol.value,
+        observability.log.info("book_synced", symbol=binance_symbol(instrument_id),
                                update_id=sequencer.last_update_id, attempt=attempt + 1)
         return True
 
     async def _reconnect(self) -> None:
         observability.log.warning("ws_resubscribe", reason="reconnect",
-                                  symbols=[i.symbol.value for i in self._book_depths])  # type: ignore[attr-defined]
+                                  symbols=[binance_symbol(i) for i in self._book_depths])  # type: ignore[attr-defined]
         if observability.metrics is not None:
             observability.metrics.ws_resubscribe.labels("reconnect").inc()
         for instrument_id in list(self._book_depths):  # type: ignore[attr-defined]

@@ -106,8 +106,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     binance_client.observability.metrics = metrics
     binance_client.observability.log = log
     publisher = ReportPublisher(settings, metrics, state, log)
-    node = TradingNode(config=build_node_config(settings, env))
+    node: TradingNode | None = None
     try:
+        node = TradingNode(config=build_node_config(settings, env))
         node.add_data_client_factory(BINANCE, SequencedBinanceDataClientFactory)
         node.build()
         actor = next(a for a in node.trader.actors() if isinstance(a, AnalyticsActor))
@@ -125,6 +126,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         state.running = False
         publisher.stop()
         http.stop()
-        node.dispose()
+        if node is not None:
+            node.dispose()
         log.info("shutdown_complete")
     return 0

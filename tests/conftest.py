@@ -51,22 +51,39 @@ def redis_server_binary() -> str:
 class RedisProcess:
     """A private redis-server on a free port."""
 
-    def __init__(self, tmp: Path, port: int | None = None) -> None:
+    def __init__(self, tmp: Path, port: int | None = None, password: str | None = None) -> None:
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._tmp = tmp
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        argv = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._tmp),
+        ]
+        if self.password:
+            argv += ["--requirepass", self.password]
         self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self._tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(lambda: self.client().ping(), 10, f"redis on port {self.port}")
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2)
+        return redis.Redis.from_url(self.url, socket_timeout=2)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

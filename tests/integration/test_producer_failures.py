@@ -1,0 +1,116 @@
+"""The producer facing bad settings, a missing Redis and a stop signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+
+from tests.conftest import (
+    PYTHON,
+    SHARED_DATA,
+    ManagedProcess,
+    RedisProcess,
+    free_port,
+    python_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _events(output: str) -> list[dict]:
+    events = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("NT_LEASE_TTL_MS", "100", "NT_LEASE_TTL_MS=100: must exceed NT_REPORT_PERIOD_MS (250)"),
+        ("SYMBOLS", "BTC-USDT", "SYMBOLS='BTC-USDT'"),
+        ("NT_REPORT_PERIOD_MS", "soon", "NT_REPORT_PERIOD_MS='soon': an integer >= 10"),
+        ("NT_BINANCE_ACCOUNT", "margin", "one of spot, usdm"),
+    ],
+)
+def test_producer_bad_configuration_exits_2_with_one_line(variable, value, expected):
+    port = free_port()
+    result = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "producer"],
+        env=python_env(**{variable: value}, REDIS_URL=f"redis://127.0.0.1:{port}/0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_producer_without_redis_retries_with_backoff_then_recovers(processes, tmp_path):
+    exchange_port, redis_port = free_port(), free_port()
+    processes.append(
+        ManagedProcess(
+            [
+                PYTHON,
+                "-m",
+                "ntplatform.cli",
+                "replay-exchange",
+                "--path",
+                str(SHARED_DATA / "spot"),
+                "--port",
+                str(exchange_port),
+            ],
+            python_env(),
+            tmp_path / "exchange.log",
+        )
+    )
+    redis_url = f"redis://:s3cret-pw@127.0.0.1:{redis_port}/0"
+    producer = ManagedProcess(
+        [PYTHON, "-m", "ntplatform.cli", "producer"],
+        python_env(
+            REDIS_URL=redis_url,
+            NT_METRICS_PORT=str(free_port()),
+            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
+            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}",
+        ),
+        tmp_path / "producer.log",
+    )
+    processes.append(producer)
+
+    def unavailable_events() -> list[dict]:
+        return [e for e in _events(producer.output()) if e["event"] == "redis_unavailable"]
+
+    wait_for(lambda: len(unavailable_events()) >= 3, 60, "three redis_unavailable attempts")
+    attempts = unavailable_events()
+    assert [e["attempt"] for e in attempts[:3]] == [1, 2, 3]
+    assert [e["retry_in_s"] for e in attempts[:3]] == [0.5, 1.0, 2.0]
+    assert producer.process.poll() is None, "the producer must keep running, not crash-loop"
+    assert "s3cret-pw" not in producer.output()
+    assert str(redis_port) in attempts[0]["redis_url"]
+
+    server = RedisProcess(tmp_path, port=redis_port, password="s3cret-pw")
+    server.start()
+    try:
+        wait_for(
+            lambda: any(e["event"] == "redis_recovered" for e in _events(producer.output())),
+            30,
+            "redis_recovered",
+        )
+        client = server.client()
+        wait_for(lambda: client.get("report:BTCUSDT"), 60, "a report after Redis came back")
+        assert producer.stop(signal.SIGTERM) == 0
+        assert any(e["event"] == "shutdown_complete" for e in _events(producer.output()))
+        assert "Traceback" not in producer.output()
+    finally:
+        server.stop()
