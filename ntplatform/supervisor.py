@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recordings to replay (default NT_REPLAY_PATH or ../shared/data/binance/spot)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
     parser.add_argument("--live", action="store_true", help="use live Binance, not the replay")
+    parser.add_argument("--exchange-port", type=int, default=REPLAY_PORT,
+                        help=f"replay exchange port (default {REPLAY_PORT})")
+    parser.add_argument("--metrics-base-port", type=int, default=9100,
+                        help="node i serves /metrics and /health on this + i (default 9100)")
 
 
 def find_redis_server() -> str | None:
@@ -145,27 +149,31 @@ class Supervisor:
         return True
 
     def start_replay(self, path: Path) -> bool:
+        port = self.args.exchange_port
         argv = [sys.executable, "-m", "ntplatform.cli", "replay-exchange", "--path", str(path),
-                "--port", str(REPLAY_PORT), "--speed", str(self.args.speed)]
+                "--port", str(port), "--speed", str(self.args.speed)]
         child = self._spawn(Child("replay-exchange", argv, dict(self.env), restart=True))
         futures = "usdm" in path.parts
         ping = "/fapi/v1/ping" if futures else "/api/v3/ping"
-        ok = wait_until(lambda: http_ok(f"http://127.0.0.1:{REPLAY_PORT}{ping}") or not child.alive(), 60)
+        ok = wait_until(lambda: http_ok(f"http://127.0.0.1:{port}{ping}") or not child.alive(), 60)
         if not ok or not child.alive():
             self.log.error("fatal_error", reason="replay_exchange_did_not_start", path=str(path))
             return False
         self.env.setdefault("NT_BINANCE_ACCOUNT", "usdm" if futures else "spot")
-        self.env["NT_BINANCE_HTTP_URL"] = f"http://127.0.0.1:{REPLAY_PORT}"
-        self.env["NT_BINANCE_WS_URL"] = f"ws://127.0.0.1:{REPLAY_PORT}"
+        self.env["NT_BINANCE_HTTP_URL"] = f"http://127.0.0.1:{port}"
+        self.env["NT_BINANCE_WS_URL"] = f"ws://127.0.0.1:{port}"
         return True
 
     def start_producers(self) -> None:
         for index in range(1, self.args.nodes + 1):
             env = dict(self.env)
             env["NT_NODE_ID"] = f"producer-node-{index:03d}"
-            env["NT_METRICS_PORT"] = str(9100 + index)
+            env["NT_METRICS_PORT"] = str(self.node_port(index))
             argv = [sys.executable, "-m", "ntplatform.cli", "producer"]
             self._spawn(Child(env["NT_NODE_ID"], argv, env, restart=True))
+
+    def node_port(self, index: int) -> int:
+        return int(self.args.metrics_base_port) + index
 
     def _spawn(self, child: Child) -> Child:
         child.start()
@@ -179,7 +187,8 @@ class Supervisor:
                  f"  reports   redis-cli -u {redact_url(self.redis_url)} GET report:{symbols[0].strip()}",
                  f"  stream    redis-cli -u {redact_url(self.redis_url)} XREVRANGE report:stream:{symbols[0].strip()} + - COUNT 1"]
         for index in range(1, self.args.nodes + 1):
-            lines.append(f"  node {index}    http://127.0.0.1:{9100 + index}/health   http://127.0.0.1:{9100 + index}/metrics")
+            port = self.node_port(index)
+            lines.append(f"  node {index}    http://127.0.0.1:{port}/health   http://127.0.0.1:{port}/metrics")
         if "NT_BINANCE_HTTP_URL" in self.env:
             lines.append(f"  exchange  {self.env['NT_BINANCE_HTTP_URL']} (replay)")
         lines.append("Ctrl-C stops everything started here.\n")
@@ -235,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not supervisor.start_replay(path):
             return 1
         supervisor.start_producers()
-        ports = [9100 + i for i in range(1, args.nodes + 1)]
+        ports = [supervisor.node_port(i) for i in range(1, args.nodes + 1)]
         wait_until(lambda: all(http_ok(f"http://127.0.0.1:{p}/health") for p in ports), 60)
         supervisor.print_banner()
         supervisor.watch()
