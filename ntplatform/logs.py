@@ -25,9 +25,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return _URL_PASSWORD.sub(r"\1***\3", value)
     if isinstance(value, dict):
-        return {
-            k: ("***" if _SECRET_FIELD.search(str(k)) and v else redact(v)) for k, v in value.items()
-        }
+        return {k: ("***" if _SECRET_FIELD.search(str(k)) and v else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value

@@ -127,9 +127,7 @@ def _parse_symbols(name: str, raw: str) -> tuple[str, ...]:
         raise ConfigError(name, raw, "a comma-separated list of symbols such as BTCUSDT,ETHUSDT")
     for symbol in symbols:
         if not SYMBOL_PATTERN.match(symbol):
-            raise ConfigError(
-                name, raw, f"symbol {symbol!r} must be 2-20 letters or digits, e.g. BTCUSDT"
-            )
+            raise ConfigError(name, raw, f"symbol {symbol!r} must be 2-20 letters or digits, e.g. BTCUSDT")
     if len(set(symbols)) != len(symbols):
         raise ConfigError(name, raw, "each symbol at most once")
     return symbols
@@ -158,6 +156,22 @@ def redact_url(url: str) -> str:
     return url.replace(f":{parsed.password}@", ":***@", 1)
 
 
+def _int_in(minimum: int, maximum: int | None = None) -> Callable[[str, str], int]:
+    return lambda name, raw: _parse_int(name, raw, minimum, maximum)
+
+
+def _float_in(minimum: float, maximum: float) -> Callable[[str, str], float]:
+    return lambda name, raw: _parse_float(name, raw, minimum, maximum)
+
+
+def _choice_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    return lambda name, raw: _parse_choice(name, raw, choices)
+
+
+def _url_with(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    return lambda name, raw: _parse_url(name, raw, schemes)
+
+
 def _field(env: Mapping[str, str], name: str, parse: Callable[[str, str], T], default: T) -> T:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -172,26 +186,30 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         symbols=_field(env, "SYMBOLS", _parse_symbols, d.symbols),
         node_id=_field(env, "NT_NODE_ID", _parse_node_id, d.node_id),
-        report_period_ms=_field(env, "NT_REPORT_PERIOD_MS", lambda n, r: _parse_int(n, r, 10, 60_000), d.report_period_ms),
-        slow_period_ms=_field(env, "NT_SLOW_PERIOD_MS", lambda n, r: _parse_int(n, r, 0, 3_600_000), d.slow_period_ms),
-        book_depth=_field(env, "NT_BOOK_DEPTH", lambda n, r: _parse_int(n, r, 1, 1000), d.book_depth),
-        trade_window_min=_field(env, "NT_TRADE_WINDOW_MIN", lambda n, r: _parse_int(n, r, 1, 1440), d.trade_window_min),
+        report_period_ms=_field(env, "NT_REPORT_PERIOD_MS", _int_in(10, 60_000), d.report_period_ms),
+        slow_period_ms=_field(env, "NT_SLOW_PERIOD_MS", _int_in(0, 3_600_000), d.slow_period_ms),
+        book_depth=_field(env, "NT_BOOK_DEPTH", _int_in(1, 1000), d.book_depth),
+        trade_window_min=_field(env, "NT_TRADE_WINDOW_MIN", _int_in(1, 1440), d.trade_window_min),
         enable_kv_reports=_field(env, "NT_ENABLE_KV_REPORTS", _parse_bool, d.enable_kv_reports),
         enable_streams=_field(env, "NT_ENABLE_STREAMS", _parse_bool, d.enable_streams),
         enable_multi_instance=_field(env, "NT_ENABLE_MULTI_INSTANCE", _parse_bool, d.enable_multi_instance),
-        lease_ttl_ms=_field(env, "NT_LEASE_TTL_MS", lambda n, r: _parse_int(n, r, 100, 600_000), d.lease_ttl_ms),
-        min_hold_ms=_field(env, "NT_MIN_HOLD_MS", lambda n, r: _parse_int(n, r, 0, 3_600_000), d.min_hold_ms),
-        hrw_sticky_pct=_field(env, "NT_HRW_STICKY_PCT", lambda n, r: _parse_float(n, r, 0.0, 1.0), d.hrw_sticky_pct),
-        rebalance_interval_sec=_field(env, "NT_REBALANCE_INTERVAL_SEC", lambda n, r: _parse_float(n, r, 0.1, 3600.0), d.rebalance_interval_sec),
-        heartbeat_interval_ms=_field(env, "NT_HEARTBEAT_INTERVAL_MS", lambda n, r: _parse_int(n, r, 50, 600_000), d.heartbeat_interval_ms),
-        log_level=_field(env, "NT_LOG_LEVEL", lambda n, r: _parse_choice(n, r, LOG_LEVELS), d.log_level),
-        redis_url=_field(env, "REDIS_URL", lambda n, r: _parse_url(n, r, ("redis", "rediss", "unix")), d.redis_url),
-        binance_account=_field(env, "NT_BINANCE_ACCOUNT", lambda n, r: _parse_choice(n, r, ACCOUNTS), d.binance_account),
-        binance_http_url=_field(env, "NT_BINANCE_HTTP_URL", lambda n, r: _parse_url(n, r, ("http", "https")), d.binance_http_url),
-        binance_ws_url=_field(env, "NT_BINANCE_WS_URL", lambda n, r: _parse_url(n, r, ("ws", "wss")), d.binance_ws_url),
+        lease_ttl_ms=_field(env, "NT_LEASE_TTL_MS", _int_in(100, 600_000), d.lease_ttl_ms),
+        min_hold_ms=_field(env, "NT_MIN_HOLD_MS", _int_in(0, 3_600_000), d.min_hold_ms),
+        hrw_sticky_pct=_field(env, "NT_HRW_STICKY_PCT", _float_in(0.0, 1.0), d.hrw_sticky_pct),
+        rebalance_interval_sec=_field(
+            env, "NT_REBALANCE_INTERVAL_SEC", _float_in(0.1, 3600.0), d.rebalance_interval_sec
+        ),
+        heartbeat_interval_ms=_field(
+            env, "NT_HEARTBEAT_INTERVAL_MS", _int_in(50, 600_000), d.heartbeat_interval_ms
+        ),
+        log_level=_field(env, "NT_LOG_LEVEL", _choice_of(LOG_LEVELS), d.log_level),
+        redis_url=_field(env, "REDIS_URL", _url_with(("redis", "rediss", "unix")), d.redis_url),
+        binance_account=_field(env, "NT_BINANCE_ACCOUNT", _choice_of(ACCOUNTS), d.binance_account),
+        binance_http_url=_field(env, "NT_BINANCE_HTTP_URL", _url_with(("http", "https")), d.binance_http_url),
+        binance_ws_url=_field(env, "NT_BINANCE_WS_URL", _url_with(("ws", "wss")), d.binance_ws_url),
         metrics_host=_field(env, "NT_METRICS_HOST", lambda n, r: r.strip(), d.metrics_host),
-        metrics_port=_field(env, "NT_METRICS_PORT", lambda n, r: _parse_int(n, r, 0, 65535), d.metrics_port),
-        stream_maxlen=_field(env, "NT_STREAM_MAXLEN", lambda n, r: _parse_int(n, r, 1, 100_000_000), d.stream_maxlen),
+        metrics_port=_field(env, "NT_METRICS_PORT", _int_in(0, 65535), d.metrics_port),
+        stream_maxlen=_field(env, "NT_STREAM_MAXLEN", _int_in(1, 100_000_000), d.stream_maxlen),
     )
     _check_cross_fields(settings)
     return settings

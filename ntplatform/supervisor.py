@@ -55,14 +55,23 @@ class Child:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=1, help="producer nodes to run (default 1)")
-    parser.add_argument("--replay-path", type=Path, default=None,
-                        help="recordings to replay (default NT_REPLAY_PATH or ../shared/data/binance/spot)")
+    parser.add_argument(
+        "--replay-path",
+        type=Path,
+        default=None,
+        help="recordings to replay (default NT_REPLAY_PATH or ../shared/data/binance/spot)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
     parser.add_argument("--live", action="store_true", help="use live Binance, not the replay")
-    parser.add_argument("--exchange-port", type=int, default=REPLAY_PORT,
-                        help=f"replay exchange port (default {REPLAY_PORT})")
-    parser.add_argument("--metrics-base-port", type=int, default=9100,
-                        help="node i serves /metrics and /health on this + i (default 9100)")
+    parser.add_argument(
+        "--exchange-port", type=int, default=REPLAY_PORT, help=f"replay exchange port (default {REPLAY_PORT})"
+    )
+    parser.add_argument(
+        "--metrics-base-port",
+        type=int,
+        default=9100,
+        help="node i serves /metrics and /health on this + i (default 9100)",
+    )
 
 
 def find_redis_server() -> str | None:
@@ -131,14 +140,28 @@ class Supervisor:
         parsed = urlparse(self.redis_url)
         binary = find_redis_server()
         if parsed.hostname not in LOCAL_HOSTS or binary is None:
-            self.log.error("fatal_error", reason="redis_unreachable",
-                           redis_url=redact_url(self.redis_url),
-                           hint="start Redis or set REDIS_URL" if binary else "no redis-server found")
+            self.log.error(
+                "fatal_error",
+                reason="redis_unreachable",
+                redis_url=redact_url(self.redis_url),
+                hint="start Redis or set REDIS_URL" if binary else "no redis-server found",
+            )
             return False
         data_dir = RUN_DIR / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(data_dir.resolve())]
+        argv = [
+            binary,
+            "--port",
+            str(parsed.port or 6379),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir.resolve()),
+        ]
         if parsed.password:
             argv += ["--requirepass", parsed.password]
         self._spawn(Child("redis", argv, dict(self.env), restart=False))
@@ -150,8 +173,18 @@ class Supervisor:
 
     def start_replay(self, path: Path) -> bool:
         port = self.args.exchange_port
-        argv = [sys.executable, "-m", "ntplatform.cli", "replay-exchange", "--path", str(path),
-                "--port", str(port), "--speed", str(self.args.speed)]
+        argv = [
+            sys.executable,
+            "-m",
+            "ntplatform.cli",
+            "replay-exchange",
+            "--path",
+            str(path),
+            "--port",
+            str(port),
+            "--speed",
+            str(self.args.speed),
+        ]
         child = self._spawn(Child("replay-exchange", argv, dict(self.env), restart=True))
         futures = "usdm" in path.parts
         ping = "/fapi/v1/ping" if futures else "/api/v3/ping"
@@ -182,13 +215,19 @@ class Supervisor:
         return child
 
     def print_banner(self) -> None:
-        symbols = self.env.get("SYMBOLS", "BTCUSDT,ETHUSDT").split(",")
-        lines = ["", "ntplatform is up. Where to look:",
-                 f"  reports   redis-cli -u {redact_url(self.redis_url)} GET report:{symbols[0].strip()}",
-                 f"  stream    redis-cli -u {redact_url(self.redis_url)} XREVRANGE report:stream:{symbols[0].strip()} + - COUNT 1"]
+        symbol = self.env.get("SYMBOLS", "BTCUSDT,ETHUSDT").split(",")[0].strip()
+        cli = f"redis-cli -u {redact_url(self.redis_url)}"
+        lines = [
+            "",
+            "ntplatform is up. Where to look:",
+            f"  reports   {cli} GET report:{symbol}",
+            f"  stream    {cli} XREVRANGE report:stream:{symbol} + - COUNT 1",
+        ]
         for index in range(1, self.args.nodes + 1):
             port = self.node_port(index)
-            lines.append(f"  node {index}    http://127.0.0.1:{port}/health   http://127.0.0.1:{port}/metrics")
+            lines.append(
+                f"  node {index}    http://127.0.0.1:{port}/health   http://127.0.0.1:{port}/metrics"
+            )
         if "NT_BINANCE_HTTP_URL" in self.env:
             lines.append(f"  exchange  {self.env['NT_BINANCE_HTTP_URL']} (replay)")
         lines.append("Ctrl-C stops everything started here.\n")
@@ -203,7 +242,7 @@ class Supervisor:
                     continue
                 if child.next_start == 0.0:
                     code = child.process.returncode if child.process else None
-                    delay = min(30.0, 2.0 ** child.restarts)
+                    delay = min(30.0, 2.0**child.restarts)
                     child.next_start = now + delay
                     self.log.warning("process_exited", name=child.name, exit_code=code, restart_in_s=delay)
                 elif now >= child.next_start:

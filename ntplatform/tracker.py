@@ -62,8 +62,9 @@ class SymbolTracker:
     def lose_sync(self) -> None:
         self.synced = False
 
-    def trade(self, price: float, quantity: float, aggressor: str | None,
-              ts_event_ns: int, ts_receive_ns: int) -> None:
+    def trade(
+        self, price: float, quantity: float, aggressor: str | None, ts_event_ns: int, ts_receive_ns: int
+    ) -> None:
         """Record a trade; ``aggressor`` is ``"buyer"``, ``"seller"`` or None."""
         self.last_trade = (price, quantity, aggressor)
         buyer = None if aggressor is None else aggressor == "buyer"

@@ -47,8 +47,9 @@ class AnalyticsActorConfig(ActorConfig, frozen=True):
 class Runtime:
     """The node's I/O edges that the actor reports to, bound before the node runs."""
 
-    def __init__(self, publisher: ReportPublisher, metrics: ProducerMetrics,
-                 state: NodeState, log: EventLog) -> None:
+    def __init__(
+        self, publisher: ReportPublisher, metrics: ProducerMetrics, state: NodeState, log: EventLog
+    ) -> None:
         self.publisher = publisher
         self.metrics = metrics
         self.state = state
@@ -84,21 +85,25 @@ class AnalyticsActor(Actor):
     def on_start(self) -> None:
         for instrument_id in self._instrument_ids:
             if self.cache.instrument(instrument_id) is None:
-                self.runtime.log.error("fatal_error", reason="instrument_not_found",
-                                       instrument_id=str(instrument_id))
+                self.runtime.log.error(
+                    "fatal_error", reason="instrument_not_found", instrument_id=str(instrument_id)
+                )
                 self.stop()
                 return
         for instrument_id in self._instrument_ids:
             self.msgbus.subscribe(book_status_topic(instrument_id), self._on_book_status)
             self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
             self.subscribe_trade_ticks(instrument_id)
-            self.runtime.log.info("market_data_subscribed", symbol=binance_symbol(instrument_id),
-                                  instrument_id=str(instrument_id))
-        self.clock.set_timer(FAST_TIMER, _millis(self._config.report_period_ms),
-                             callback=self._on_fast_timer)
+            self.runtime.log.info(
+                "market_data_subscribed",
+                symbol=binance_symbol(instrument_id),
+                instrument_id=str(instrument_id),
+            )
+        self.clock.set_timer(FAST_TIMER, _millis(self._config.report_period_ms), callback=self._on_fast_timer)
         if self._config.slow_period_ms:
-            self.clock.set_timer(SLOW_TIMER, _millis(self._config.slow_period_ms),
-                                 callback=self._on_slow_timer)
+            self.clock.set_timer(
+                SLOW_TIMER, _millis(self._config.slow_period_ms), callback=self._on_slow_timer
+            )
 
     def on_stop(self) -> None:
         for name in (FAST_TIMER, SLOW_TIMER):
@@ -135,8 +140,13 @@ class AnalyticsActor(Actor):
         tracker = self._trackers.get(tick.instrument_id.symbol.value)
         if tracker is None:
             return
-        tracker.trade(_decimal_float(tick.price), _decimal_float(tick.size),
-                      AGGRESSORS.get(tick.aggressor_side), tick.ts_event, tick.ts_init)
+        tracker.trade(
+            _decimal_float(tick.price),
+            _decimal_float(tick.size),
+            AGGRESSORS.get(tick.aggressor_side),
+            tick.ts_event,
+            tick.ts_init,
+        )
         self.runtime.metrics.market_events.labels(tracker.symbol, "trade").inc()
 
     def _on_book_status(self, message: dict[str, Any]) -> None:
@@ -164,8 +174,7 @@ class AnalyticsActor(Actor):
                 reports[symbol] = report
             elif tracker.synced is False:
                 self.runtime.metrics.report_dropped.labels(symbol, "book_not_synced").inc()
-        self.runtime.metrics.calc_latency_ms.labels("fast").observe(
-            (time.perf_counter() - started) * 1000)
+        self.runtime.metrics.calc_latency_ms.labels("fast").observe((time.perf_counter() - started) * 1000)
         if reports:
             self.runtime.publisher.submit(reports)
 
@@ -185,8 +194,9 @@ class AnalyticsActor(Actor):
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.runtime.metrics.calc_latency_ms.labels("slow").observe(elapsed_ms)
         if elapsed_ms > period_ms:
-            self.runtime.log.warning("slow_cycle_lag_detected", duration_ms=round(elapsed_ms, 1),
-                                     period_ms=period_ms)
+            self.runtime.log.warning(
+                "slow_cycle_lag_detected", duration_ms=round(elapsed_ms, 1), period_ms=period_ms
+            )
 
 
 def _decimal_float(value: Price | Quantity) -> float:

@@ -10,7 +10,8 @@ meanwhile. Everything else (connections, parsing, instruments) is the stock clie
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
 from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
@@ -25,6 +26,7 @@ from nautilus_trader.adapters.binance.futures.data import BinanceFuturesDataClie
 from nautilus_trader.adapters.binance.spot.data import BinanceSpotDataClient
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
+from nautilus_trader.common.enums import LogColor
 from nautilus_trader.live.factories import LiveDataClientFactory
 from nautilus_trader.model.data import OrderBookDeltas
 from nautilus_trader.model.identifiers import InstrumentId
@@ -59,6 +61,25 @@ observability = _Observability()
 class SequencedBookMixin:
     """Gap detection and resynchronisation for a ``BinanceCommonDataClient`` subclass."""
 
+    if TYPE_CHECKING:  # provided by BinanceCommonDataClient
+        _binance_account_type: BinanceAccountType
+        _book_depths: dict[InstrumentId, int | None]
+        _decoder_order_book_msg: Any
+        _http_market: Any
+        _clock: LiveClock
+        _msgbus: MessageBus
+
+        def _get_cached_instrument_id(self, symbol: str) -> InstrumentId: ...
+        def _handle_data(self, data: Any) -> None: ...
+        def create_task(
+            self,
+            coro: Coroutine,
+            log_msg: str | None = None,
+            actions: Callable | None = None,
+            success_msg: str | None = None,
+            success_color: LogColor = LogColor.NORMAL,
+        ) -> asyncio.Task: ...
+
     def _init_sequencing(self) -> None:
         self._sequencers: dict[InstrumentId, DepthSequencer] = {}
         self._pending: dict[InstrumentId, list[tuple[Any, OrderBookDeltas]]] = {}
@@ -67,17 +88,17 @@ class SequencedBookMixin:
     def _sequencer(self, instrument_id: InstrumentId) -> DepthSequencer:
         sequencer = self._sequencers.get(instrument_id)
         if sequencer is None:
-            futures = self._binance_account_type.is_futures  # type: ignore[attr-defined]
+            futures = self._binance_account_type.is_futures
             sequencer = DepthSequencer(futures=futures)
             self._sequencers[instrument_id] = sequencer
         return sequencer
 
     def _handle_book_diff_update(self, raw: bytes) -> None:
-        msg = self._decoder_order_book_msg.decode(raw)  # type: ignore[attr-defined]
-        instrument_id = self._get_cached_instrument_id(msg.data.s)  # type: ignore[attr-defined]
+        msg = self._decoder_order_book_msg.decode(raw)
+        instrument_id = self._get_cached_instrument_id(msg.data.s)
         deltas = msg.data.parse_to_order_book_deltas(
             instrument_id=instrument_id,
-            ts_init=self._clock.timestamp_ns(),  # type: ignore[attr-defined]
+            ts_init=self._clock.timestamp_ns(),
         )
         buffer = self._pending.get(instrument_id)
         if buffer is not None:
@@ -91,10 +112,15 @@ class SequencedBookMixin:
             return True  # before the first snapshot: the snapshot will cover this event
         verdict = sequencer.check(data.U, data.u, data.pu)
         if verdict is Verdict.APPLY:
-            self._handle_data(deltas)  # type: ignore[attr-defined]
+            self._handle_data(deltas)
         elif verdict is Verdict.GAP:
-            self._start_resync(instrument_id, "sequence_gap", expected_after=sequencer.last_update_id,
-                               first_id=data.U, final_id=data.u)
+            self._start_resync(
+                instrument_id,
+                "sequence_gap",
+                expected_after=sequencer.last_update_id,
+                first_id=data.U,
+                final_id=data.u,
+            )
             return False
         return True
 
@@ -102,13 +128,15 @@ class SequencedBookMixin:
         self._sequencer(instrument_id).reset()
         self._pending.setdefault(instrument_id, [])
         status = {"instrument_symbol": instrument_id.symbol.value, "synced": False, "reason": reason}
-        self._msgbus.publish(book_status_topic(instrument_id), status)  # type: ignore[attr-defined]
-        observability.log.warning("book_resync", symbol=binance_symbol(instrument_id), reason=reason, **detail)
+        self._msgbus.publish(book_status_topic(instrument_id), status)
+        observability.log.warning(
+            "book_resync", symbol=binance_symbol(instrument_id), reason=reason, **detail
+        )
         if observability.metrics is not None:
             observability.metrics.ws_resubscribe.labels("resync").inc()
             observability.metrics.book_resyncs.labels(binance_symbol(instrument_id), reason).inc()
         if instrument_id not in self._resync_tasks:
-            task = self.create_task(self._order_book_snapshot_then_deltas(instrument_id))  # type: ignore[attr-defined]
+            task = self.create_task(self._order_book_snapshot_then_deltas(instrument_id))
             self._resync_tasks[instrument_id] = task
 
     async def _order_book_snapshot_then_deltas(self, instrument_id: InstrumentId) -> None:
@@ -125,35 +153,45 @@ class SequencedBookMixin:
 
     async def _snapshot_once(self, instrument_id: InstrumentId, attempt: int) -> bool:
         """Fetch a snapshot and replay the buffered stream onto it; False to retry."""
-        depth = self._book_depths[instrument_id]  # type: ignore[attr-defined]
+        depth = self._book_depths[instrument_id]
         try:
-            snapshot_msg = await self._http_market.query_depth(instrument_id.symbol.value, depth)  # type: ignore[attr-defined]
+            snapshot_msg = await self._http_market.query_depth(instrument_id.symbol.value, depth)
         except Exception as error:  # the HTTP layer raises several unrelated types
-            observability.log.warning("book_snapshot_failed", symbol=binance_symbol(instrument_id),
-                                      attempt=attempt + 1, error=str(error))
+            observability.log.warning(
+                "book_snapshot_failed",
+                symbol=binance_symbol(instrument_id),
+                attempt=attempt + 1,
+                error=str(error),
+            )
             return False
         snapshot = snapshot_msg.parse_to_order_book_snapshot(
-            instrument_id=instrument_id, ts_init=self._clock.timestamp_ns(),  # type: ignore[attr-defined]
+            instrument_id=instrument_id,
+            ts_init=self._clock.timestamp_ns(),
         )
         sequencer = self._sequencer(instrument_id)
         sequencer.on_snapshot(snapshot_msg.lastUpdateId)
-        self._handle_data(snapshot)  # type: ignore[attr-defined]
+        self._handle_data(snapshot)
         buffered = self._pending.get(instrument_id, [])
         while buffered:
             data, deltas = buffered.pop(0)
             if not self._apply_sequenced(instrument_id, data, deltas):
                 return True  # a new resync has been scheduled with the rest buffered
         self._pending.pop(instrument_id, None)
-        observability.log.info("book_synced", symbol=binance_symbol(instrument_id),
-                               update_id=sequencer.last_update_id, attempt=attempt + 1)
+        observability.log.info(
+            "book_synced",
+            symbol=binance_symbol(instrument_id),
+            update_id=sequencer.last_update_id,
+            attempt=attempt + 1,
+        )
         return True
 
     async def _reconnect(self) -> None:
-        observability.log.warning("ws_resubscribe", reason="reconnect",
-                                  symbols=[binance_symbol(i) for i in self._book_depths])  # type: ignore[attr-defined]
+        observability.log.warning(
+            "ws_resubscribe", reason="reconnect", symbols=[binance_symbol(i) for i in self._book_depths]
+        )
         if observability.metrics is not None:
             observability.metrics.ws_resubscribe.labels("reconnect").inc()
-        for instrument_id in list(self._book_depths):  # type: ignore[attr-defined]
+        for instrument_id in list(self._book_depths):
             self._start_resync(instrument_id, "reconnect")
 
 
@@ -186,26 +224,48 @@ class SequencedBinanceDataClientFactory(LiveDataClientFactory):
         clock: LiveClock,
     ) -> BinanceCommonDataClient:
         client = get_cached_binance_http_client(
-            clock=clock, account_type=config.account_type, api_key=config.api_key,
-            api_secret=config.api_secret, key_type=config.key_type, base_url=config.base_url_http,
-            is_testnet=config.testnet, is_us=config.us,
+            clock=clock,
+            account_type=config.account_type,
+            api_key=config.api_key,
+            api_secret=config.api_secret,
+            key_type=config.key_type,
+            base_url=config.base_url_http,
+            is_testnet=config.testnet,
+            is_us=config.us,
         )
         ws_url = config.base_url_ws or get_ws_base_url(
-            account_type=config.account_type, is_testnet=config.testnet, is_us=config.us,
+            account_type=config.account_type,
+            is_testnet=config.testnet,
+            is_us=config.us,
         )
-        common = {"loop": loop, "client": client, "msgbus": msgbus, "cache": cache, "clock": clock,
-                  "account_type": config.account_type, "base_url_ws": ws_url, "name": name,
-                  "config": config}
+        common = {
+            "loop": loop,
+            "client": client,
+            "msgbus": msgbus,
+            "cache": cache,
+            "clock": clock,
+            "account_type": config.account_type,
+            "base_url_ws": ws_url,
+            "name": name,
+            "config": config,
+        }
         if config.account_type.is_spot_or_margin:
             provider = get_cached_binance_spot_instrument_provider(
-                client=client, clock=clock, account_type=config.account_type,
-                is_testnet=config.testnet, config=config.instrument_provider, venue=config.venue,
+                client=client,
+                clock=clock,
+                account_type=config.account_type,
+                is_testnet=config.testnet,
+                config=config.instrument_provider,
+                venue=config.venue,
             )
             return SequencedSpotDataClient(instrument_provider=provider, **common)
         if config.account_type != BinanceAccountType.USDT_FUTURES:
             raise ValueError(f"unsupported Binance account type {config.account_type}")
-        provider = get_cached_binance_futures_instrument_provider(
-            client=client, clock=clock, account_type=config.account_type,
-            config=config.instrument_provider, venue=config.venue,
+        futures_provider = get_cached_binance_futures_instrument_provider(
+            client=client,
+            clock=clock,
+            account_type=config.account_type,
+            config=config.instrument_provider,
+            venue=config.venue,
         )
-        return SequencedFuturesDataClient(instrument_provider=provider, **common)
+        return SequencedFuturesDataClient(instrument_provider=futures_provider, **common)

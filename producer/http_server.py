@@ -20,8 +20,7 @@ class NodeHttpServer:
         handler = _make_handler(metrics, state)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="node-http",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="node-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -37,7 +36,7 @@ class NodeHttpServer:
 
 def _make_handler(metrics: ProducerMetrics, state: NodeState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
@@ -56,7 +55,7 @@ def _make_handler(metrics: ProducerMetrics, state: NodeState) -> type[BaseHTTPRe
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             """Scrapes are not worth a log line each."""
 
     return Handler

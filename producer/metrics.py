@@ -17,7 +17,23 @@ from prometheus_client import (
 
 DATA_AGE_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000)
 CALC_LATENCY_BUCKETS_MS = (
-    0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 200, 300, 500, 1000, 1500, 2000, 5000,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    25,
+    50,
+    100,
+    200,
+    300,
+    500,
+    1000,
+    1500,
+    2000,
+    5000,
 )
 
 
@@ -30,58 +46,92 @@ class ProducerMetrics:
         PlatformCollector(registry=self.registry)
         r = self.registry
         self.data_age_ms = Histogram(
-            "nt_data_age_ms", "Age of the newest market data in a published report (ms).",
-            ["symbol"], buckets=DATA_AGE_BUCKETS_MS, registry=r,
+            "nt_data_age_ms",
+            "Age of the newest market data in a published report (ms).",
+            ["symbol"],
+            buckets=DATA_AGE_BUCKETS_MS,
+            registry=r,
         )
         self.calc_latency_ms = Histogram(
-            "nt_calc_latency_ms", "Time to compute one analytics cycle (ms).",
-            ["cycle"], buckets=CALC_LATENCY_BUCKETS_MS, registry=r,
+            "nt_calc_latency_ms",
+            "Time to compute one analytics cycle (ms).",
+            ["cycle"],
+            buckets=CALC_LATENCY_BUCKETS_MS,
+            registry=r,
         )
         self.report_publish = Counter(
-            "nt_report_publish", "Reports written to Redis.", ["symbol"], registry=r,
+            "nt_report_publish",
+            "Reports written to Redis.",
+            ["symbol"],
+            registry=r,
         )
         self.lease_conflicts = Counter(
-            "nt_lease_conflicts", "Report writes refused by the fencing check.", ["symbol"],
+            "nt_lease_conflicts",
+            "Report writes refused by the fencing check.",
+            ["symbol"],
             registry=r,
         )
         self.hrw_rebalances = Counter(
-            "nt_hrw_rebalances", "Ownership changes applied by this node.", registry=r,
+            "nt_hrw_rebalances",
+            "Ownership changes applied by this node.",
+            registry=r,
         )
         self.node_heartbeat = Gauge(
-            "nt_node_heartbeat", "1 while this node's heartbeats reach Redis, else 0.",
-            ["node_id"], registry=r,
+            "nt_node_heartbeat",
+            "1 while this node's heartbeats reach Redis, else 0.",
+            ["node_id"],
+            registry=r,
         )
         self.symbols_assigned = Gauge(
-            "nt_symbols_assigned", "Symbols this node currently writes.", ["node_id"], registry=r,
+            "nt_symbols_assigned",
+            "Symbols this node currently writes.",
+            ["node_id"],
+            registry=r,
         )
         self.ws_resubscribe = Counter(
-            "nt_ws_resubscribe", "Market-data resubscriptions and book rebuilds, by reason.",
-            ["reason"], registry=r,
+            "nt_ws_resubscribe",
+            "Market-data resubscriptions and book rebuilds, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.book_resyncs = Counter(
-            "nt_book_resync", "Order books rebuilt from a fresh snapshot, by reason.",
-            ["symbol", "reason"], registry=r,
+            "nt_book_resync",
+            "Order books rebuilt from a fresh snapshot, by reason.",
+            ["symbol", "reason"],
+            registry=r,
         )
         self.book_synced = Gauge(
-            "nt_book_synced", "1 when the symbol's book mirrors the exchange.", ["symbol"],
+            "nt_book_synced",
+            "1 when the symbol's book mirrors the exchange.",
+            ["symbol"],
             registry=r,
         )
         self.report_dropped = Counter(
-            "nt_report_dropped", "Reports not written, by reason.", ["symbol", "reason"],
+            "nt_report_dropped",
+            "Reports not written, by reason.",
+            ["symbol", "reason"],
             registry=r,
         )
         self.redis_errors = Counter(
-            "nt_redis_errors", "Redis commands that failed, by operation.", ["operation"],
+            "nt_redis_errors",
+            "Redis commands that failed, by operation.",
+            ["operation"],
             registry=r,
         )
         self.redis_connected = Gauge(
-            "nt_redis_connected", "1 while Redis answers this node.", registry=r,
+            "nt_redis_connected",
+            "1 while Redis answers this node.",
+            registry=r,
         )
         self.cycle_skips = Counter(
-            "nt_cycle_skips", "Analytics cycles skipped because they fell behind.", ["cycle"],
+            "nt_cycle_skips",
+            "Analytics cycles skipped because they fell behind.",
+            ["cycle"],
             registry=r,
         )
         self.market_events = Counter(
-            "nt_market_events", "Market-data events applied, by kind.", ["symbol", "kind"],
+            "nt_market_events",
+            "Market-data events applied, by kind.",
+            ["symbol", "kind"],
             registry=r,
         )

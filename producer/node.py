@@ -47,8 +47,9 @@ def instrument_id(symbol: str, account: str) -> str:
 def build_node_config(settings: Settings, environ: Mapping[str, str]) -> TradingNodeConfig:
     """The NautilusTrader node for these settings: one Binance data client, one actor."""
     ids = tuple(instrument_id(s, settings.binance_account) for s in settings.symbols)
-    account = (BinanceAccountType.USDT_FUTURES if settings.binance_account == "usdm"
-               else BinanceAccountType.SPOT)
+    account = (
+        BinanceAccountType.USDT_FUTURES if settings.binance_account == "usdm" else BinanceAccountType.SPOT
+    )
     data_client = BinanceDataClientConfig(
         api_key=environ.get("BINANCE_API_KEY") or PUBLIC_DATA_CREDENTIAL,
         api_secret=environ.get("BINANCE_API_SECRET") or PUBLIC_DATA_CREDENTIAL,
@@ -98,10 +99,17 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     try:
         http = NodeHttpServer(settings.metrics_host, settings.metrics_port, metrics, state)
     except OSError as error:
-        log.error("fatal_error", reason="metrics_port_unavailable",
-                  address=f"{settings.metrics_host}:{settings.metrics_port}", error=str(error))
-        print(f"ntplatform producer: cannot listen on {settings.metrics_host}:"
-              f"{settings.metrics_port} ({error.strerror}); set NT_METRICS_PORT", file=sys.stderr)
+        log.error(
+            "fatal_error",
+            reason="metrics_port_unavailable",
+            address=f"{settings.metrics_host}:{settings.metrics_port}",
+            error=str(error),
+        )
+        print(
+            f"ntplatform producer: cannot listen on {settings.metrics_host}:"
+            f"{settings.metrics_port} ({error.strerror}); set NT_METRICS_PORT",
+            file=sys.stderr,
+        )
         return 1
     binance_client.observability.metrics = metrics
     binance_client.observability.log = log
@@ -116,8 +124,12 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         http.start()
         publisher.start()
         state.running = True
-        log.info("node_started", symbols=list(settings.symbols), metrics_port=http.port,
-                 exchange=settings.binance_http_url or "binance")
+        log.info(
+            "node_started",
+            symbols=list(settings.symbols),
+            metrics_port=http.port,
+            exchange=settings.binance_http_url or "binance",
+        )
         node.run()
     except Exception as error:
         log.error("fatal_error", reason=type(error).__name__, error=str(error))

@@ -31,9 +31,7 @@ BACKOFF_MAX_S = 5.0
 class ReportPublisher:
     """Owns the Redis connection, this node's leases and the report writes."""
 
-    def __init__(
-        self, settings: Settings, metrics: ProducerMetrics, state: NodeState, log: EventLog
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: ProducerMetrics, state: NodeState, log: EventLog) -> None:
         self._settings = settings
         self._metrics = metrics
         self._state = state
@@ -118,8 +116,9 @@ class ReportPublisher:
     def _reconnect(self) -> None:
         self._client.ping()
         if self._attempt:
-            self._log.info("redis_recovered", redis_url=redact_url(self._settings.redis_url),
-                           attempts=self._attempt)
+            self._log.info(
+                "redis_recovered", redis_url=redact_url(self._settings.redis_url), attempts=self._attempt
+            )
         else:
             self._log.info("redis_connected", redis_url=redact_url(self._settings.redis_url))
         self._attempt = 0
@@ -167,8 +166,12 @@ class ReportPublisher:
 
     def _try_acquire(self, symbol: str) -> None:
         node = self._settings.node_id
-        token = int(self._acquire(keys=[keys.writer_key(symbol), keys.token_key(symbol)],
-                                  args=[node, self._settings.lease_ttl_ms]))
+        token = int(
+            self._acquire(
+                keys=[keys.writer_key(symbol), keys.token_key(symbol)],
+                args=[node, self._settings.lease_ttl_ms],
+            )
+        )
         if not token:
             return
         self._tokens[symbol] = token
@@ -187,10 +190,14 @@ class ReportPublisher:
 
     def _renew_one(self, symbol: str) -> None:
         token = self._tokens[symbol]
-        status = WriteStatus(int(self._renew(
-            keys=[keys.writer_key(symbol), keys.token_key(symbol)],
-            args=[self._settings.node_id, token, self._settings.lease_ttl_ms],
-        )))
+        status = WriteStatus(
+            int(
+                self._renew(
+                    keys=[keys.writer_key(symbol), keys.token_key(symbol)],
+                    args=[self._settings.node_id, token, self._settings.lease_ttl_ms],
+                )
+            )
+        )
         if status is not WriteStatus.OK:
             self._lose(symbol, status)
 
@@ -198,15 +205,21 @@ class ReportPublisher:
         token = self._tokens.pop(symbol, None)
         if status.is_conflict:
             self._metrics.lease_conflicts.labels(symbol).inc()
-            self._log.warning("lease_conflict", symbol=symbol, reason="fencing_token_mismatch",
-                              fencing_token=token, detail=status.name.lower())
+            self._log.warning(
+                "lease_conflict",
+                symbol=symbol,
+                reason="fencing_token_mismatch",
+                fencing_token=token,
+                detail=status.name.lower(),
+            )
         else:
             self._log.warning("lease_expired", symbol=symbol, fencing_token=token)
 
     def _release_all(self) -> None:
         for symbol, token in sorted(self._tokens.items()):
-            self._release(keys=[keys.writer_key(symbol), keys.token_key(symbol)],
-                          args=[self._settings.node_id, token])
+            self._release(
+                keys=[keys.writer_key(symbol), keys.token_key(symbol)], args=[self._settings.node_id, token]
+            )
             self._log.info("lease_released", symbol=symbol, fencing_token=token)
         self._tokens.clear()
 
@@ -229,10 +242,20 @@ class ReportPublisher:
             payload = orjson.dumps(report)
             payloads.append((symbol, seq, report))
             self._write(
-                keys=[keys.writer_key(symbol), keys.token_key(symbol),
-                      keys.report_key(symbol), keys.stream_key(symbol)],
-                args=[self._settings.node_id, token, payload, self._settings.stream_maxlen,
-                      int(self._settings.enable_kv_reports), int(self._settings.enable_streams)],
+                keys=[
+                    keys.writer_key(symbol),
+                    keys.token_key(symbol),
+                    keys.report_key(symbol),
+                    keys.stream_key(symbol),
+                ],
+                args=[
+                    self._settings.node_id,
+                    token,
+                    payload,
+                    self._settings.stream_maxlen,
+                    int(self._settings.enable_kv_reports),
+                    int(self._settings.enable_streams),
+                ],
                 client=pipe,
             )
         results = pipe.execute()

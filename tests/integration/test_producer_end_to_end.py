@@ -118,17 +118,20 @@ def test_reports_match_exchange_book_ticker_over_whole_recording(
     first_epoch = [r for r in reports if r["book_update_id"] <= last_recorded_id]
     matched, mismatches = _check_against_book_ticker(first_epoch, recording)
     print(
-        f"{account}: {matched} of {len(first_epoch)} reports matched a bookTicker id; {len(mismatches)} differ"
+        f"{account}: {matched} of {len(first_epoch)} reports matched a bookTicker id;",
+        f"{len(mismatches)} differ",
     )
     assert mismatches == []
     assert matched >= 100, f"only {matched} of {len(first_epoch)} reports matched a bookTicker id"
     # Reports are ordered and fenced.
     seqs = [r["seq"] for r in reports]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     assert {r["fencing_token"] for r in reports} == {int(client.get("report:writer:token:BTCUSDT"))}
     assert all(0 <= r["data_age_ms"] < 1000 for r in first_epoch)
     # The loop is a gap, as on a real exchange: it was detected and the book rebuilt.
     log = producer.output()
-    assert '"event":"book_resync"' in log and '"reason":"sequence_gap"' in log
+    assert '"event":"book_resync"' in log
+    assert '"reason":"sequence_gap"' in log
     assert '"event":"shutdown_complete"' in log
     assert "Traceback" not in log

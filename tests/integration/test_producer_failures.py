@@ -99,7 +99,7 @@ def test_producer_without_redis_retries_with_backoff_then_recovers(processes, tm
     assert "s3cret-pw" not in producer.output()
     assert str(redis_port) in attempts[0]["redis_url"]
 
-    server = RedisProcess(tmp_path, port=redis_port, password="s3cret-pw")
+    server = RedisProcess(tmp_path, port=redis_port, password="s3cret-pw")  # noqa: S106 - test-only
     server.start()
     try:
         wait_for(

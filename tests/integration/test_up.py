@@ -34,16 +34,27 @@ def test_up_starts_everything_reports_flow_and_ctrl_c_stops_it_all(processes, tm
     redis_port, exchange_port, base_port = free_port(), free_port(), free_port() - 1
     node_port = base_port + 1
     up = ManagedProcess(
-        [PYTHON, "-m", "ntplatform.cli", "up", "--exchange-port", str(exchange_port),
-         "--metrics-base-port", str(base_port)],
+        [
+            PYTHON,
+            "-m",
+            "ntplatform.cli",
+            "up",
+            "--exchange-port",
+            str(exchange_port),
+            "--metrics-base-port",
+            str(base_port),
+        ],
         python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
         tmp_path / "up.log",
     )
     processes.append(up)
     client = redis.Redis(port=redis_port, socket_timeout=2)
 
-    wait_for(lambda: client.get("report:BTCUSDT") and client.get("report:ETHUSDT"), 60,
-             "reports for both symbols within 60 s")
+    wait_for(
+        lambda: client.get("report:BTCUSDT") and client.get("report:ETHUSDT"),
+        60,
+        "reports for both symbols within 60 s",
+    )
     wait_for(lambda: _health(node_port)["status"] == "ok", 30, "/health ok")
 
     before = {s: client.xlen(f"report:stream:{s}") for s in ("BTCUSDT", "ETHUSDT")}

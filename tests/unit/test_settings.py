@@ -14,16 +14,18 @@ def test_load_settings_empty_environment_gives_spec_defaults():
 
 
 def test_load_settings_values_are_parsed_and_normalised():
-    settings = load_settings({
-        "SYMBOLS": " btcusdt , ethusdt,SOLUSDT ",
-        "NT_REPORT_PERIOD_MS": "100",
-        "NT_ENABLE_STREAMS": "false",
-        "NT_HRW_STICKY_PCT": "0.05",
-        "NT_LOG_LEVEL": "DEBUG",
-        "NT_BINANCE_ACCOUNT": "usdm",
-        "NT_BINANCE_HTTP_URL": "http://127.0.0.1:8790/",
-        "NT_BINANCE_WS_URL": "ws://127.0.0.1:8790",
-    })
+    settings = load_settings(
+        {
+            "SYMBOLS": " btcusdt , ethusdt,SOLUSDT ",
+            "NT_REPORT_PERIOD_MS": "100",
+            "NT_ENABLE_STREAMS": "false",
+            "NT_HRW_STICKY_PCT": "0.05",
+            "NT_LOG_LEVEL": "DEBUG",
+            "NT_BINANCE_ACCOUNT": "usdm",
+            "NT_BINANCE_HTTP_URL": "http://127.0.0.1:8790/",
+            "NT_BINANCE_WS_URL": "ws://127.0.0.1:8790",
+        }
+    )
     assert settings.symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT")
     assert settings.report_period_ms == 100
     assert settings.enable_streams is False
@@ -77,5 +79,10 @@ def test_load_settings_redis_password_never_appears_in_errors():
 
 def test_coordination_fingerprint_changes_with_lease_settings_only():
     base = load_settings({})
-    assert base.coordination_fingerprint() == load_settings({"NT_LOG_LEVEL": "debug"}).coordination_fingerprint()
-    assert base.coordination_fingerprint() != load_settings({"NT_LEASE_TTL_MS": "3000"}).coordination_fingerprint()
+    assert (
+        base.coordination_fingerprint() == load_settings({"NT_LOG_LEVEL": "debug"}).coordination_fingerprint()
+    )
+    assert (
+        base.coordination_fingerprint()
+        != load_settings({"NT_LEASE_TTL_MS": "3000"}).coordination_fingerprint()
+    )
