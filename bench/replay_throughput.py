@@ -8,7 +8,7 @@ one full pass of the recording through, then reports:
   interpolation inside a bucket, as Prometheus's ``histogram_quantile`` does),
 - data age p50/p95/p99 (exact, from every report in the stream).
 
-Usage: ``python -m bench.replay_throughput [--recording PATH] [--speed 20]``.
+Usage: ``python -m bench.replay_throughput [--recording PATH] [--speed 50] [--seconds 60]``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _fast_buckets(text: str) -> list[tuple[float, float]]:
     buckets = []
     for line in text.splitlines():
         if line.startswith("nt_calc_latency_ms_bucket") and 'cycle="fast"' in line:
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = line.split(',le="', 1)[1].split('"', 1)[0]
             buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
     return buckets
 
@@ -97,7 +97,7 @@ def _wait(check, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
     raise SystemExit(f"bench: timed out after {timeout_s}s")
 
 
-def run(recording: Path, speed: float, account: str) -> dict[str, float]:
+def run(recording: Path, speed: float, account: str, seconds: float) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="ntbench-"))
     redis_port, exchange_port, metrics_port = _free_port(), _free_port(), _free_port()
     redis_bin = shutil.which("redis-server") or str(
@@ -144,7 +144,7 @@ def run(recording: Path, speed: float, account: str) -> dict[str, float]:
         )
         _wait(lambda: client.get("report:BTCUSDT"), 120)
         start_text, started = _scrape(metrics_port), time.monotonic()
-        duration = 345.0 / speed  # one pass of the recordings (about 5 min 45 s of market time)
+        duration = max(seconds, 345.0 / speed)  # at least one pass of the recordings (5 min 45 s)
         print(f"bench: measuring {duration:.0f} s at speed {speed} ...", file=sys.stderr)
         for elapsed in range(int(duration)):
             time.sleep(1)
@@ -177,10 +177,11 @@ def run(recording: Path, speed: float, account: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
-    parser.add_argument("--speed", type=float, default=20.0)
+    parser.add_argument("--speed", type=float, default=50.0)
     parser.add_argument("--account", choices=("spot", "usdm"), default="spot")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measure at least this long")
     args = parser.parse_args()
-    print(json.dumps(run(args.recording, args.speed, args.account), indent=2))
+    print(json.dumps(run(args.recording, args.speed, args.account, args.seconds), indent=2))
 
 
 if __name__ == "__main__":

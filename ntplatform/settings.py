@@ -52,6 +52,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9101
     stream_maxlen: int = 100_000
+    exchange_connect_timeout_sec: float = 30.0
 
     @property
     def heartbeat_ttl_ms(self) -> int:
@@ -209,6 +210,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         binance_ws_url=_field(env, "NT_BINANCE_WS_URL", _url_with(("ws", "wss")), d.binance_ws_url),
         metrics_host=_field(env, "NT_METRICS_HOST", lambda n, r: r.strip(), d.metrics_host),
         metrics_port=_field(env, "NT_METRICS_PORT", _int_in(0, 65535), d.metrics_port),
+        exchange_connect_timeout_sec=_field(
+            env, "NT_EXCHANGE_CONNECT_TIMEOUT_SEC", _float_in(1.0, 600.0), d.exchange_connect_timeout_sec
+        ),
         stream_maxlen=_field(env, "NT_STREAM_MAXLEN", _int_in(1, 100_000_000), d.stream_maxlen),
     )
     _check_cross_fields(settings)

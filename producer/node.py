@@ -39,6 +39,35 @@ from producer.publisher import ReportPublisher
 PUBLIC_DATA_CREDENTIAL = "ntplatform-public-market-data"
 
 
+class _ConnectionWatchdog:
+    """Stops the node with an error if the exchange client never connected.
+
+    NautilusTrader keeps a node running after its connection timeout even when the data
+    client failed, which would leave a silent producer; exiting lets the supervisor
+    restart it with backoff and tells the operator why.
+    """
+
+    def __init__(self, node: TradingNode, log: EventLog, exchange: str, timeout_s: float) -> None:
+        self._node = node
+        self.timeout_s = timeout_s
+        self._log = log
+        self._exchange = exchange
+        self.failed = False
+
+    def check(self) -> None:
+        if self._node.kernel.data_engine.check_connected():
+            return
+        self.failed = True
+        self._log.error(
+            "fatal_error",
+            reason="exchange_unreachable",
+            exchange=self._exchange,
+            waited_s=self.timeout_s,
+            hint="check NT_BINANCE_HTTP_URL / NT_BINANCE_WS_URL and that the exchange answers",
+        )
+        self._node.stop()
+
+
 def instrument_id(symbol: str, account: str) -> str:
     """NautilusTrader's instrument id for a Binance symbol."""
     return f"{symbol}-PERP.BINANCE" if account == "usdm" else f"{symbol}.BINANCE"
@@ -77,7 +106,7 @@ def build_node_config(settings: Settings, environ: Mapping[str, str]) -> Trading
         logging=LoggingConfig(log_level=nautilus_level, log_colors=False),
         data_clients={BINANCE: data_client},
         actors=[actor],
-        timeout_connection=30.0,
+        timeout_connection=settings.exchange_connect_timeout_sec,
         timeout_disconnection=5.0,
         timeout_post_stop=1.0,
     )
@@ -124,6 +153,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         http.start()
         publisher.start()
         state.running = True
+        watchdog = _ConnectionWatchdog(
+            node, log, settings.binance_http_url or "binance", settings.exchange_connect_timeout_sec
+        )
+        node.kernel.loop.call_later(watchdog.timeout_s + 1.0, watchdog.check)
         log.info(
             "node_started",
             symbols=list(settings.symbols),
@@ -131,6 +164,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             exchange=settings.binance_http_url or "binance",
         )
         node.run()
+        if watchdog.failed:
+            return 1
     except Exception as error:
         log.error("fatal_error", reason=type(error).__name__, error=str(error))
         return 1

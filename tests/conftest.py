@@ -140,3 +140,28 @@ def python_env(**overrides: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def start_replay_exchange(
+    processes: list[ManagedProcess], tmp_path: Path, recordings: Path, speed: float = 1.0
+) -> int:
+    """Start ``ntplatform replay-exchange`` on a free port and wait until it answers."""
+    import urllib.request
+
+    port = free_port()
+    exchange = ManagedProcess(
+        [PYTHON, "-m", "ntplatform.cli", "replay-exchange", "--path", str(recordings),
+         "--port", str(port), "--speed", str(speed)],
+        python_env(),
+        tmp_path / f"exchange-{port}.log",
+    )
+    processes.append(exchange)
+    ping = "/fapi/v1/ping" if "usdm" in recordings.parts else "/api/v3/ping"
+
+    def answers() -> bool:
+        assert exchange.process.poll() is None, f"replay exchange exited:\n{exchange.output()}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{ping}", timeout=1) as response:
+            return bool(response.status == 200)
+
+    wait_for(answers, 60, f"the replay exchange on port {port}")
+    return port

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PYTHON, SHARED_DATA, ManagedProcess, free_port, python_env, wait_for
+from tests.conftest import (
+    PYTHON,
+    SHARED_DATA,
+    ManagedProcess,
+    free_port,
+    python_env,
+    start_replay_exchange,
+    wait_for,
+)
 from tests.integration.recordings import book_tickers, last_depth_update_id
 
 pytestmark = pytest.mark.integration
@@ -23,26 +31,6 @@ SPEED = 12
 
 def _stream_reports(client: redis.Redis, symbol: str) -> list[dict]:
     return [json.loads(fields[b"report"]) for _, fields in client.xrange(f"report:stream:{symbol}")]
-
-
-def _start_exchange(processes, tmp_path: Path, recordings: Path, port: int) -> None:
-    exchange = ManagedProcess(
-        [
-            PYTHON,
-            "-m",
-            "ntplatform.cli",
-            "replay-exchange",
-            "--path",
-            str(recordings),
-            "--port",
-            str(port),
-            "--speed",
-            str(SPEED),
-        ],
-        python_env(),
-        tmp_path / "exchange.log",
-    )
-    processes.append(exchange)
 
 
 def _start_producer(
@@ -94,8 +82,7 @@ def _check_against_book_ticker(reports: list[dict], recording: Path) -> tuple[in
 def test_reports_match_exchange_book_ticker_over_whole_recording(
     redis_server, processes, tmp_path, account, recording, symbols
 ):
-    port = free_port()
-    _start_exchange(processes, tmp_path, recording.parent, port)
+    port = start_replay_exchange(processes, tmp_path, recording.parent, SPEED)
     producer = _start_producer(processes, tmp_path, redis_server.url, port, account, symbols)
     client = redis_server.client()
     last_recorded_id = last_depth_update_id(recording)

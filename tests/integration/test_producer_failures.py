@@ -15,6 +15,7 @@ from tests.conftest import (
     RedisProcess,
     free_port,
     python_env,
+    start_replay_exchange,
     wait_for,
 )
 
@@ -58,23 +59,8 @@ def test_producer_bad_configuration_exits_2_with_one_line(variable, value, expec
 
 
 def test_producer_without_redis_retries_with_backoff_then_recovers(processes, tmp_path):
-    exchange_port, redis_port = free_port(), free_port()
-    processes.append(
-        ManagedProcess(
-            [
-                PYTHON,
-                "-m",
-                "ntplatform.cli",
-                "replay-exchange",
-                "--path",
-                str(SHARED_DATA / "spot"),
-                "--port",
-                str(exchange_port),
-            ],
-            python_env(),
-            tmp_path / "exchange.log",
-        )
-    )
+    exchange_port = start_replay_exchange(processes, tmp_path, SHARED_DATA / "spot")
+    redis_port = free_port()
     redis_url = f"redis://:s3cret-pw@127.0.0.1:{redis_port}/0"
     producer = ManagedProcess(
         [PYTHON, "-m", "ntplatform.cli", "producer"],
@@ -114,3 +100,26 @@ def test_producer_without_redis_retries_with_backoff_then_recovers(processes, tm
         assert "Traceback" not in producer.output()
     finally:
         server.stop()
+
+
+def test_producer_with_unreachable_exchange_exits_1_naming_the_exchange(redis_server, tmp_path):
+    dead_port = free_port()
+    result = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "producer"],
+        env=python_env(
+            REDIS_URL=redis_server.url,
+            NT_METRICS_PORT=str(free_port()),
+            NT_EXCHANGE_CONNECT_TIMEOUT_SEC="3",
+            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{dead_port}",
+            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{dead_port}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    fatal = [e for e in _events(result.stdout) if e["event"] == "fatal_error"]
+    assert fatal[0]["reason"] == "exchange_unreachable"
+    assert str(dead_port) in fatal[0]["exchange"]
+    assert any(e["event"] == "shutdown_complete" for e in _events(result.stdout))
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,248 @@
+"""WebSocket side of the replay exchange: stream names, connections and fan-out.
+
+Binance serves market streams on ``/stream?streams=a/b/c`` (combined: every message is
+wrapped as ``{"stream": name, "data": payload}``) and ``/ws/<name>`` (raw payloads), and
+takes ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` requests on either.
+Subscriptions belong to one connection. Each connection has its own send queue and
+writer task, so a slow reader delays only itself; one that falls too far behind is
+disconnected, as Binance does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from ntplatform.logs import EventLog
+from ntplatform.replay.recording import AGG_TRADE, BOOK_TICKER, DEPTH, SPOT, TRADE, USDM
+
+# Diff-depth stream names per market (suffixes after the lower-case symbol). Spot's
+# ``@depth`` is the 1000 ms stream; the recording's finer updates are served under
+# every speed, which still chains correctly by update id.
+DIFF_DEPTH_SUFFIXES = {
+    SPOT: ("@depth", "@depth@100ms", "@depth@1000ms"),
+    USDM: ("@depth", "@depth@0ms", "@depth@100ms", "@depth@250ms", "@depth@500ms"),
+}
+PARTIAL_SPEED_SUFFIXES = {
+    SPOT: ("", "@100ms", "@1000ms"),
+    USDM: ("", "@0ms", "@100ms", "@250ms", "@500ms"),
+}
+PARTIAL_LEVELS = (5, 10, 20)
+# Frames queued for one connection before it counts as too slow and is closed: about
+# ten seconds of the busiest recorded symbol at speed 20.
+MAX_BACKLOG = 200_000
+
+ERROR_INVALID_REQUEST = 2
+ERROR_INVALID_JSON = 3
+
+
+@dataclass(frozen=True)
+class SymbolStreams:
+    """The stream names under which one symbol's released messages are served."""
+
+    by_channel: dict[str, tuple[str, ...]]
+    agg_from_trade: tuple[str, ...]
+    partial: dict[str, int]
+
+
+def symbol_streams(symbol: str, market: str, recorded_channels: Iterable[str]) -> SymbolStreams:
+    """Stream names for ``symbol``; ``aggTrade`` is derived from trades if not recorded."""
+    prefix = symbol.lower()
+    channels = set(recorded_channels)
+    by_channel = {
+        DEPTH: tuple(prefix + suffix for suffix in DIFF_DEPTH_SUFFIXES[market]),
+        TRADE: (f"{prefix}@trade",),
+        AGG_TRADE: (f"{prefix}@aggTrade",),
+        BOOK_TICKER: (f"{prefix}@bookTicker",),
+    }
+    derived = (f"{prefix}@aggTrade",) if AGG_TRADE not in channels and TRADE in channels else ()
+    partial = {
+        f"{prefix}@depth{levels}{speed}": levels
+        for levels in PARTIAL_LEVELS
+        for speed in PARTIAL_SPEED_SUFFIXES[market]
+    }
+    return SymbolStreams(by_channel, derived, partial)
+
+
+def stream_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a stream name, or None when it is well formed."""
+    if not isinstance(name, str) or not name:
+        return f"stream names must be non-empty strings, got {name!r}"
+    if len(name) > 200 or any(c.isspace() or c in '"\\/' for c in name):
+        return f"invalid stream name {name!r}"
+    if "@" not in name and not name.startswith("!"):
+        return f"invalid stream name {name!r}"
+    return None
+
+
+class Connection:
+    """One client WebSocket: its subscriptions and its ordered send queue."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        socket: web.WebSocketResponse,
+        *,
+        combined: bool,
+        peer: str,
+        abort: Callable[[], None] | None = None,
+    ) -> None:
+        self.id = next(self._ids)
+        self.socket = socket
+        self._abort = abort
+        self.combined = combined
+        self.peer = peer
+        self.streams: list[str] = []
+        self.too_slow = False
+        self._queue: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+
+    def send(self, frame: bytes) -> None:
+        """Queue one text frame; mark the connection too slow past the backlog limit."""
+        if self.too_slow:
+            return
+        self._queue.append(frame)
+        self._wakeup.set()
+        if len(self._queue) > MAX_BACKLOG:
+            # The writer may be stuck waiting for the client to read: drop the TCP
+            # connection at once rather than queue a close frame behind that wait.
+            self.too_slow = True
+            self._queue.clear()
+            if self._abort is not None:
+                self._abort()
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.send(orjson.dumps(message))
+
+    async def pump(self) -> None:
+        """Write queued frames until the socket closes or the client is too slow."""
+        socket, queue = self.socket, self._queue
+        while not socket.closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.too_slow:
+                return
+            try:
+                while queue and not socket.closed:
+                    await socket.send_frame(queue.popleft(), WSMsgType.TEXT)
+            except ConnectionError:
+                return  # the reader side notices the closed socket and cleans up
+
+
+class StreamHub:
+    """Who listens to which stream name, and delivery of payloads to them."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.connections: set[Connection] = set()
+        self._subscribers: dict[str, set[Connection]] = {}
+        self._envelopes: dict[str, bytes] = {}
+
+    def add(self, connection: Connection, streams: Iterable[str]) -> None:
+        self.connections.add(connection)
+        self.subscribe(connection, streams)
+
+    def remove(self, connection: Connection) -> None:
+        self.unsubscribe(connection, list(connection.streams))
+        self.connections.discard(connection)
+
+    def subscribe(self, connection: Connection, streams: Iterable[str]) -> None:
+        for name in streams:
+            if name not in connection.streams:
+                connection.streams.append(name)
+                self._subscribers.setdefault(name, set()).add(connection)
+
+    def unsubscribe(self, connection: Connection, streams: Iterable[str]) -> None:
+        for name in streams:
+            if name in connection.streams:
+                connection.streams.remove(name)
+                listeners = self._subscribers.get(name)
+                if listeners is not None:
+                    listeners.discard(connection)
+                    if not listeners:
+                        del self._subscribers[name]
+
+    def listened(self, name: str) -> bool:
+        """Whether any connection subscribes to ``name``."""
+        return name in self._subscribers
+
+    def publish(self, name: str, payload: bytes) -> None:
+        """Send one serialised payload to every subscriber of ``name``."""
+        listeners = self._subscribers.get(name)
+        if not listeners:
+            return
+        envelope = self._envelopes.get(name)
+        if envelope is None:
+            envelope = self._envelopes[name] = b'{"stream":"' + name.encode() + b'","data":'
+        combined = envelope + payload + b"}"
+        for connection in listeners:
+            connection.send(combined if connection.combined else payload)
+
+    def handle_request(self, connection: Connection, text: str) -> None:
+        """Answer one client request (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, ...)."""
+        try:
+            request = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            connection.send_json(_error(ERROR_INVALID_JSON, f"Invalid JSON: {exc}", None))
+            return
+        if not isinstance(request, dict):
+            connection.send_json(_error(ERROR_INVALID_REQUEST, "Invalid request: not an object", None))
+            return
+        request_id = request.get("id")
+        if not (
+            request_id is None or isinstance(request_id, str) or (type(request_id) is int and request_id >= 0)
+        ):
+            message = "Invalid request: request ID must be an unsigned integer or a string"
+            connection.send_json(_error(ERROR_INVALID_REQUEST, message, None))
+            return
+        problem, result = self._perform(connection, request.get("method"), request.get("params"))
+        if problem is not None:
+            connection.send_json(_error(ERROR_INVALID_REQUEST, f"Invalid request: {problem}", request_id))
+        else:
+            connection.send_json({"result": result, "id": request_id})
+
+    def _perform(self, connection: Connection, method: Any, params: Any) -> tuple[str | None, Any]:
+        if method == "LIST_SUBSCRIPTIONS":
+            return None, list(connection.streams)
+        if method in ("GET_PROPERTY", "SET_PROPERTY"):
+            return _property(connection, method, params)
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            return f"unknown method {method!r}", None
+        if not isinstance(params, list):
+            return "'params' must be a list of stream names", None
+        for name in params:
+            problem = stream_name_problem(name)
+            if problem is not None:
+                return problem, None
+        if method == "SUBSCRIBE":
+            self.subscribe(connection, params)
+        else:
+            self.unsubscribe(connection, params)
+        self.log.debug("ws_subscription_changed", connection=connection.id, method=method, streams=params)
+        return None, None
+
+
+def _property(connection: Connection, method: str, params: Any) -> tuple[str | None, Any]:
+    """GET_PROPERTY / SET_PROPERTY of the one property Binance has: ``combined``."""
+    if method == "GET_PROPERTY":
+        if params != ["combined"]:
+            return "unknown property", None
+        return None, connection.combined
+    if not (isinstance(params, list) and len(params) == 2 and params[0] == "combined"):
+        return "unknown property", None
+    if type(params[1]) is not bool:
+        return "property 'combined' takes a boolean", None
+    connection.combined = params[1]
+    return None, None
+
+
+def _error(code: int, message: str, request_id: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "msg": message}, "id": request_id}
