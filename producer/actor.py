@@ -10,8 +10,11 @@ pile up.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nautilus_trader.common.actor import Actor
@@ -99,11 +102,34 @@ class AnalyticsActor(Actor):
                 symbol=binance_symbol(instrument_id),
                 instrument_id=str(instrument_id),
             )
-        self.clock.set_timer(FAST_TIMER, _millis(self._config.report_period_ms), callback=self._on_fast_timer)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.clock.set_timer(
+            FAST_TIMER,
+            _millis(self._config.report_period_ms),
+            callback=self._on_loop_thread(self._on_fast_timer),
+        )
         if self._config.slow_period_ms:
             self.clock.set_timer(
-                SLOW_TIMER, _millis(self._config.slow_period_ms), callback=self._on_slow_timer
+                SLOW_TIMER,
+                _millis(self._config.slow_period_ms),
+                callback=self._on_loop_thread(self._on_slow_timer),
             )
+
+    def _on_loop_thread(self, handler: Callable[[TimeEvent], None]) -> Callable[[TimeEvent], None]:
+        """Run ``handler`` on the event-loop thread, where the market-data handlers run.
+
+        NautilusTrader 1.221's live clock fires timer callbacks from its own runtime thread;
+        reading the books there while a handler applies deltas would mix two book states.
+        """
+
+        def on_timer(event: TimeEvent) -> None:
+            if threading.get_ident() == self._loop_thread:
+                handler(event)
+            else:
+                self._loop.call_soon_threadsafe(handler, event)
+
+        return on_timer
 
     def on_stop(self) -> None:
         for name in (FAST_TIMER, SLOW_TIMER):

@@ -150,8 +150,18 @@ def start_replay_exchange(
 
     port = free_port()
     exchange = ManagedProcess(
-        [PYTHON, "-m", "ntplatform.cli", "replay-exchange", "--path", str(recordings),
-         "--port", str(port), "--speed", str(speed)],
+        [
+            PYTHON,
+            "-m",
+            "ntplatform.cli",
+            "replay-exchange",
+            "--path",
+            str(recordings),
+            "--port",
+            str(port),
+            "--speed",
+            str(speed),
+        ],
         python_env(),
         tmp_path / f"exchange-{port}.log",
     )
