@@ -51,8 +51,14 @@ class Runtime:
     """The node's I/O edges that the actor reports to, bound before the node runs."""
 
     def __init__(
-        self, publisher: ReportPublisher, metrics: ProducerMetrics, state: NodeState, log: EventLog
+        self,
+        publisher: ReportPublisher,
+        metrics: ProducerMetrics,
+        state: NodeState,
+        log: EventLog,
+        stop_node: Callable[[], None] = lambda: None,
     ) -> None:
+        self.stop_node = stop_node
         self.publisher = publisher
         self.metrics = metrics
         self.state = state
@@ -86,13 +92,22 @@ class AnalyticsActor(Actor):
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        for instrument_id in self._instrument_ids:
-            if self.cache.instrument(instrument_id) is None:
-                self.runtime.log.error(
-                    "fatal_error", reason="instrument_not_found", instrument_id=str(instrument_id)
-                )
-                self.stop()
-                return
+        missing = [i for i in self._instrument_ids if self.cache.instrument(i) is None]
+        for instrument_id in missing:
+            self.runtime.log.error(
+                "instrument_not_found",
+                symbol=binance_symbol(instrument_id),
+                instrument_id=str(instrument_id),
+                hint="the exchange does not list it: check SYMBOLS and NT_BINANCE_ACCOUNT",
+            )
+            self._trackers.pop(instrument_id.symbol.value, None)
+        self._instrument_ids = [i for i in self._instrument_ids if i not in missing]
+        self.runtime.state.unavailable_symbols = [binance_symbol(i) for i in missing]
+        self.runtime.publisher.set_symbols([t.symbol for t in self._trackers.values()])
+        if not self._instrument_ids:
+            self.runtime.log.error("fatal_error", reason="no_instrument_available")
+            self.runtime.stop_node()
+            return
         for instrument_id in self._instrument_ids:
             self.msgbus.subscribe(book_status_topic(instrument_id), self._on_book_status)
             self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)

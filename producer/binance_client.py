@@ -53,6 +53,7 @@ class _Observability:
 
     metrics: ProducerMetrics | None = None
     log: EventLog = EventLog("producer")
+    connect_error: str | None = None  # why the last connection attempt failed
 
 
 observability = _Observability()
@@ -79,6 +80,14 @@ class SequencedBookMixin:
             success_msg: str | None = None,
             success_color: LogColor = LogColor.NORMAL,
         ) -> asyncio.Task: ...
+
+    async def _connect(self) -> None:
+        try:
+            await super()._connect()  # type: ignore[misc]
+        except Exception as error:  # recorded for the operator, then handled by NautilusTrader
+            observability.connect_error = f"{type(error).__name__}: {error}"
+            observability.log.error("exchange_connect_failed", error=observability.connect_error)
+            raise
 
     def _init_sequencing(self) -> None:
         self._sequencers: dict[InstrumentId, DepthSequencer] = {}

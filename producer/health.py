@@ -30,6 +30,7 @@ class NodeState:
         self.running = False
         self.owned_symbols: list[str] = []
         self.live_nodes: list[str] = [node_id]
+        self.unavailable_symbols: list[str] = []  # configured but not listed by the exchange
         self.symbols = {s: SymbolState() for s in symbols}
         self.stale_after_ms = 5000
         self._lock = threading.Lock()
@@ -48,7 +49,7 @@ class NodeState:
         """``starting`` until every owned symbol has published once; ``degraded`` on trouble."""
         if not self.running:
             return "starting"
-        if not self.redis_connected:
+        if not self.redis_connected or self.unavailable_symbols:
             return "degraded"
         now_ms = int(time.time() * 1000)
         for symbol in self.owned_symbols:
@@ -85,4 +86,5 @@ class NodeState:
                 "multi_instance": self.multi_instance,
             },
             "symbols": symbols,
+            "unavailable_symbols": list(self.unavailable_symbols),
         }

@@ -58,12 +58,17 @@ class _ConnectionWatchdog:
         if self._node.kernel.data_engine.check_connected():
             return
         self.failed = True
+        error = binance_client.observability.connect_error
+        hint = "check NT_BINANCE_HTTP_URL / NT_BINANCE_WS_URL and that the exchange answers"
+        if error and "-1121" in error:
+            hint = "the exchange does not list a symbol in SYMBOLS (for NT_BINANCE_ACCOUNT)"
         self._log.error(
             "fatal_error",
-            reason="exchange_unreachable",
+            reason="exchange_connect_failed" if error else "exchange_unreachable",
             exchange=self._exchange,
+            error=error,
             waited_s=self.timeout_s,
-            hint="check NT_BINANCE_HTTP_URL / NT_BINANCE_WS_URL and that the exchange answers",
+            hint=hint,
         )
         self._node.stop()
 
@@ -149,7 +154,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         node.add_data_client_factory(BINANCE, SequencedBinanceDataClientFactory)
         node.build()
         actor = next(a for a in node.trader.actors() if isinstance(a, AnalyticsActor))
-        actor.bind(Runtime(publisher, metrics, state, log))
+        actor.bind(Runtime(publisher, metrics, state, log, stop_node=node.stop))
         http.start()
         publisher.start()
         state.running = True

@@ -71,6 +71,11 @@ class ReportPublisher:
             self._pending.update(reports)
             self._wake.notify()
 
+    def set_symbols(self, symbols: list[str]) -> None:
+        """Compete only for these symbols' leases (those the exchange actually lists)."""
+        with self._wake:
+            self._wanted = set(symbols)
+
     def owned_symbols(self) -> list[str]:
         return sorted(self._tokens)
 
@@ -154,6 +159,8 @@ class ReportPublisher:
 
     def _ensure_leases(self) -> None:
         now = time.monotonic()
+        for symbol in sorted(self._tokens.keys() - self._wanted):
+            self._release_one(symbol)
         missing = self._wanted - self._tokens.keys()
         for symbol in sorted(missing):
             self._try_acquire(symbol)
@@ -216,12 +223,15 @@ class ReportPublisher:
             self._log.warning("lease_expired", symbol=symbol, fencing_token=token)
 
     def _release_all(self) -> None:
-        for symbol, token in sorted(self._tokens.items()):
-            self._release(
-                keys=[keys.writer_key(symbol), keys.token_key(symbol)], args=[self._settings.node_id, token]
-            )
-            self._log.info("lease_released", symbol=symbol, fencing_token=token)
-        self._tokens.clear()
+        for symbol in sorted(self._tokens):
+            self._release_one(symbol)
+
+    def _release_one(self, symbol: str) -> None:
+        token = self._tokens.pop(symbol)
+        self._release(
+            keys=[keys.writer_key(symbol), keys.token_key(symbol)], args=[self._settings.node_id, token]
+        )
+        self._log.info("lease_released", symbol=symbol, fencing_token=token)
 
     # -- writes -----------------------------------------------------------------------------
 

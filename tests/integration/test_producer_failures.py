@@ -119,7 +119,35 @@ def test_producer_with_unreachable_exchange_exits_1_naming_the_exchange(redis_se
     )
     assert result.returncode == 1
     fatal = [e for e in _events(result.stdout) if e["event"] == "fatal_error"]
-    assert fatal[0]["reason"] == "exchange_unreachable"
+    assert fatal[0]["reason"] == "exchange_connect_failed"
     assert str(dead_port) in fatal[0]["exchange"]
+    assert str(dead_port) in fatal[0]["error"]  # NautilusTrader's HTTP error names the URL
     assert any(e["event"] == "shutdown_complete" for e in _events(result.stdout))
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_producer_symbol_not_listed_exits_1_naming_the_exchange_error(redis_server, processes, tmp_path):
+    # Binance refuses an exchangeInfo request naming an unknown symbol (-1121), so the
+    # client cannot connect at all: the node must say so and exit for its supervisor.
+    exchange_port = start_replay_exchange(processes, tmp_path, SHARED_DATA / "spot")
+    result = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "producer"],
+        env=python_env(
+            SYMBOLS="BTCUSDT,XRPUSDT",
+            REDIS_URL=redis_server.url,
+            NT_METRICS_PORT=str(free_port()),
+            NT_EXCHANGE_CONNECT_TIMEOUT_SEC="3",
+            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
+            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    fatal = next(e for e in _events(result.stdout) if e["event"] == "fatal_error")
+    assert fatal["reason"] == "exchange_connect_failed"
+    assert "Invalid symbol" in fatal["error"]
+    assert "SYMBOLS" in fatal["hint"]
+    assert redis_server.client().get("report:writer:XRPUSDT") is None, "leases are released on exit"
     assert "Traceback" not in result.stdout + result.stderr
