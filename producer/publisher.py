@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 import redis
 
-from ntplatform import keys, leases
-from ntplatform.leases import WriteStatus
+from ntplatform import keys
+from ntplatform.coordination import leases
+from ntplatform.coordination.leases import WriteStatus
 from ntplatform.logs import EventLog
 from ntplatform.settings import Settings, redact_url
 from producer.health import NodeState

@@ -102,21 +102,27 @@ def test_producer_without_redis_retries_with_backoff_then_recovers(processes, tm
         server.stop()
 
 
-def test_producer_with_unreachable_exchange_exits_1_naming_the_exchange(redis_server, tmp_path):
-    dead_port = free_port()
-    result = subprocess.run(
+def _run_producer_until_exit(redis_url: str, exchange_port: int, **env: str) -> subprocess.CompletedProcess:
+    """Run a producer with a 3 s exchange-connect timeout and wait for it to exit."""
+    return subprocess.run(
         [PYTHON, "-m", "ntplatform.cli", "producer"],
         env=python_env(
-            REDIS_URL=redis_server.url,
+            REDIS_URL=redis_url,
             NT_METRICS_PORT=str(free_port()),
             NT_EXCHANGE_CONNECT_TIMEOUT_SEC="3",
-            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{dead_port}",
-            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{dead_port}",
+            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
+            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}",
+            **env,
         ),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_producer_with_unreachable_exchange_exits_1_naming_the_exchange(redis_server, tmp_path):
+    dead_port = free_port()
+    result = _run_producer_until_exit(redis_server.url, dead_port)
     assert result.returncode == 1
     fatal = [e for e in _events(result.stdout) if e["event"] == "fatal_error"]
     assert fatal[0]["reason"] == "exchange_connect_failed"
@@ -130,20 +136,7 @@ def test_producer_symbol_not_listed_exits_1_naming_the_exchange_error(redis_serv
     # Binance refuses an exchangeInfo request naming an unknown symbol (-1121), so the
     # client cannot connect at all: the node must say so and exit for its supervisor.
     exchange_port = start_replay_exchange(processes, tmp_path, SHARED_DATA / "spot")
-    result = subprocess.run(
-        [PYTHON, "-m", "ntplatform.cli", "producer"],
-        env=python_env(
-            SYMBOLS="BTCUSDT,XRPUSDT",
-            REDIS_URL=redis_server.url,
-            NT_METRICS_PORT=str(free_port()),
-            NT_EXCHANGE_CONNECT_TIMEOUT_SEC="3",
-            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
-            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_producer_until_exit(redis_server.url, exchange_port, SYMBOLS="BTCUSDT,XRPUSDT")
     assert result.returncode == 1
     fatal = next(e for e in _events(result.stdout) if e["event"] == "fatal_error")
     assert fatal["reason"] == "exchange_connect_failed"

@@ -1,0 +1,1 @@
+"""Coordination of several producer nodes: rendezvous ownership and fenced leases."""
