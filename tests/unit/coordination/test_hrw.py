@@ -31,7 +31,7 @@ def test_assign_single_node_owns_everything():
 def test_assign_hand_worked_two_symbols_two_nodes_follow_highest_weight():
     symbols, nodes = ["BTCUSDT", "ETHUSDT"], ["n1", "n2"]
     pairs = sorted(((weight(n, s), s, n) for s in symbols for n in nodes), reverse=True)
-    top_weight, top_symbol, top_node = pairs[0]
+    _, top_symbol, top_node = pairs[0]
     result = assign(symbols, nodes)
     # The strongest pair wins; the other symbol takes the other node (one each).
     assert result[top_symbol] == top_node
