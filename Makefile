@@ -33,7 +33,7 @@ test: setup lint
 	$(BIN)/python -m pytest tests -q
 
 bench: setup
-	$(BIN)/python -m bench.replay_throughput
+	$(BIN)/python -m bench.replay_throughput $(ARGS)
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

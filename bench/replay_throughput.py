@@ -130,6 +130,8 @@ def run(recording: Path, speed: float, account: str, seconds: float) -> dict[str
                 tmp / "exchange.log",
             )
         )
+        ping = "/fapi/v1/ping" if account == "usdm" else "/api/v3/ping"
+        _wait(lambda: urllib.request.urlopen(f"http://127.0.0.1:{exchange_port}{ping}", timeout=1), 60)
         node_env = dict(
             env,
             REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
