@@ -25,8 +25,9 @@ from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, Ord
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Price, Quantity
 
+from ntplatform.cycles import CycleDecision, decide
 from ntplatform.logs import EventLog
-from ntplatform.tracker import NS_PER_MS, SymbolTracker
+from ntplatform.tracker import SymbolTracker
 from producer.binance_client import binance_symbol, book_status_topic
 from producer.health import NodeState
 from producer.metrics import ProducerMetrics
@@ -202,8 +203,10 @@ class AnalyticsActor(Actor):
 
     def _on_fast_timer(self, event: TimeEvent) -> None:
         now_ns = self.clock.timestamp_ns()
-        if (now_ns - event.ts_event) // NS_PER_MS > self._config.report_period_ms:
+        decision, lag_ms = decide(event.ts_event, now_ns, self._config.report_period_ms)
+        if decision is CycleDecision.SKIP:
             self.runtime.metrics.cycle_skips.labels("fast").inc()
+            self.runtime.log.debug("fast_cycle_skip", lag_ms=lag_ms)
             return
         started = time.perf_counter()
         reports = {}
@@ -222,12 +225,12 @@ class AnalyticsActor(Actor):
     def _on_slow_timer(self, event: TimeEvent) -> None:
         now_ns = self.clock.timestamp_ns()
         period_ms = self._config.slow_period_ms
-        lag_ms = (now_ns - event.ts_event) // NS_PER_MS
-        if lag_ms > period_ms:
+        decision, lag_ms = decide(event.ts_event, now_ns, period_ms)
+        if decision is CycleDecision.SKIP:
             self.runtime.metrics.cycle_skips.labels("slow").inc()
             self.runtime.log.warning("slow_cycle_skip", lag_ms=lag_ms, period_ms=period_ms)
             return
-        if lag_ms > period_ms // 2:
+        if decision is CycleDecision.RUN_LAGGING:
             self.runtime.log.warning("slow_cycle_lag_detected", lag_ms=lag_ms, period_ms=period_ms)
         started = time.perf_counter()
         for tracker in self._trackers.values():
