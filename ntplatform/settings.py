@@ -53,6 +53,7 @@ class Settings:
     metrics_port: int = 9101
     stream_maxlen: int = 100_000
     exchange_connect_timeout_sec: float = 30.0
+    clock_offset_ms: int = 0
 
     @property
     def heartbeat_ttl_ms(self) -> int:
@@ -212,6 +213,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_port=_field(env, "NT_METRICS_PORT", _int_in(0, 65535), d.metrics_port),
         exchange_connect_timeout_sec=_field(
             env, "NT_EXCHANGE_CONNECT_TIMEOUT_SEC", _float_in(1.0, 600.0), d.exchange_connect_timeout_sec
+        ),
+        clock_offset_ms=_field(
+            env, "NT_CLOCK_OFFSET_MS", _int_in(-86_400_000, 86_400_000), d.clock_offset_ms
         ),
         stream_maxlen=_field(env, "NT_STREAM_MAXLEN", _int_in(1, 100_000_000), d.stream_maxlen),
     )

@@ -46,6 +46,7 @@ class AnalyticsActorConfig(ActorConfig, frozen=True):
     slow_period_ms: NonNegativeInt = 2000
     book_depth: PositiveInt = 20
     trade_window_min: PositiveInt = 30
+    clock_offset_ms: int = 0  # injected clock skew, for tests: shifts ts_published_ms only
 
 
 class Runtime:
@@ -72,13 +73,12 @@ class AnalyticsActor(Actor):
     def __init__(self, config: AnalyticsActorConfig) -> None:
         super().__init__(config)
         self._config = config
-        window_ms = config.trade_window_min * 60_000
+        self._window_ms = config.trade_window_min * 60_000
         self._instrument_ids = [InstrumentId.from_str(i) for i in config.instrument_ids]
-        # Keyed by NautilusTrader's symbol (BTCUSDT-PERP); reports use the exchange's (BTCUSDT).
-        self._trackers = {
-            i.symbol.value: SymbolTracker(binance_symbol(i), config.book_depth, window_ms)
-            for i in self._instrument_ids
-        }
+        # Trackers of the symbols this node follows now, keyed by NautilusTrader's symbol
+        # (BTCUSDT-PERP); reports use the exchange's (BTCUSDT).
+        self._trackers: dict[str, SymbolTracker] = {}
+        self._following = False  # between on_start and on_stop
         self._runtime: Runtime | None = None
 
     def bind(self, runtime: Runtime) -> None:
@@ -101,25 +101,19 @@ class AnalyticsActor(Actor):
                 instrument_id=str(instrument_id),
                 hint="the exchange does not list it: check SYMBOLS and NT_BINANCE_ACCOUNT",
             )
-            self._trackers.pop(instrument_id.symbol.value, None)
         self._instrument_ids = [i for i in self._instrument_ids if i not in missing]
         self.runtime.state.unavailable_symbols = [binance_symbol(i) for i in missing]
-        self.runtime.publisher.set_symbols([t.symbol for t in self._trackers.values()])
+        self.runtime.publisher.set_available([binance_symbol(i) for i in self._instrument_ids])
         if not self._instrument_ids:
             self.runtime.log.error("fatal_error", reason="no_instrument_available")
             self.runtime.stop_node()
             return
-        for instrument_id in self._instrument_ids:
-            self.msgbus.subscribe(book_status_topic(instrument_id), self._on_book_status)
-            self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
-            self.subscribe_trade_ticks(instrument_id)
-            self.runtime.log.info(
-                "market_data_subscribed",
-                symbol=binance_symbol(instrument_id),
-                instrument_id=str(instrument_id),
-            )
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        coordinator = self.runtime.publisher.coordinator
+        coordinator.on_target = self._target_changed
+        self._following = True
+        self._follow_target()
         self.clock.set_timer(
             FAST_TIMER,
             _millis(self._config.report_period_ms),
@@ -131,6 +125,46 @@ class AnalyticsActor(Actor):
                 _millis(self._config.slow_period_ms),
                 callback=self._on_loop_thread(self._on_slow_timer),
             )
+
+    def _target_changed(self, _symbols: list[str]) -> None:
+        """Called on the publisher thread: follow the new target on the event-loop thread."""
+        self._loop.call_soon_threadsafe(self._follow_target)
+
+    def _follow_target(self) -> None:
+        """Subscribe market data for the symbols this node should own, and only those."""
+        if not self._following:
+            return
+        target = set(self.runtime.publisher.target_symbols())
+        for instrument_id in self._instrument_ids:
+            followed = instrument_id.symbol.value in self._trackers
+            wanted = binance_symbol(instrument_id) in target
+            if wanted and not followed:
+                self._follow(instrument_id)
+            elif followed and not wanted:
+                self._unfollow(instrument_id)
+
+    def _follow(self, instrument_id: InstrumentId) -> None:
+        symbol = binance_symbol(instrument_id)
+        self._trackers[instrument_id.symbol.value] = SymbolTracker(
+            symbol, self._config.book_depth, self._window_ms
+        )
+        self.msgbus.subscribe(book_status_topic(instrument_id), self._on_book_status)
+        self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
+        self.subscribe_trade_ticks(instrument_id)
+        self.runtime.state.update_symbol(symbol, book_synced=False, data_age_ms=None)
+        self.runtime.metrics.ws_resubscribe.labels("symbol_acquired").inc()
+        self.runtime.log.info(
+            "ws_resubscribe", reason="symbol_acquired", symbol=symbol, instrument_id=str(instrument_id)
+        )
+
+    def _unfollow(self, instrument_id: InstrumentId) -> None:
+        tracker = self._trackers.pop(instrument_id.symbol.value)
+        self.unsubscribe_order_book_deltas(instrument_id)
+        self.unsubscribe_trade_ticks(instrument_id)
+        self.msgbus.unsubscribe(book_status_topic(instrument_id), self._on_book_status)
+        self.runtime.state.forget_symbol(tracker.symbol)
+        self.runtime.metrics.book_synced.labels(tracker.symbol).set(0)
+        self.runtime.log.info("market_data_unsubscribed", symbol=tracker.symbol)
 
     def _on_loop_thread(self, handler: Callable[[TimeEvent], None]) -> Callable[[TimeEvent], None]:
         """Run ``handler`` on the event-loop thread, where the market-data handlers run.
@@ -148,12 +182,14 @@ class AnalyticsActor(Actor):
         return on_timer
 
     def on_stop(self) -> None:
+        self._following = False
+        self.runtime.publisher.hand_over()
         for name in (FAST_TIMER, SLOW_TIMER):
             if name in self.clock.timer_names:
                 self.clock.cancel_timer(name)
         for instrument_id in self._instrument_ids:
-            self.unsubscribe_order_book_deltas(instrument_id)
-            self.unsubscribe_trade_ticks(instrument_id)
+            if instrument_id.symbol.value in self._trackers:
+                self._unfollow(instrument_id)
 
     # -- market data ------------------------------------------------------------------------
 
@@ -215,6 +251,7 @@ class AnalyticsActor(Actor):
             report = tracker.fast_report(now_ns)
             self.runtime.state.update_symbol(symbol, data_age_ms=tracker.data_age_ms(now_ns))
             if report is not None:
+                report["ts_published_ms"] += self._config.clock_offset_ms
                 reports[symbol] = report
             elif tracker.synced is False:
                 self.runtime.metrics.report_dropped.labels(symbol, "book_not_synced").inc()

@@ -65,6 +65,7 @@ class SequencedBookMixin:
     if TYPE_CHECKING:  # provided by BinanceCommonDataClient
         _binance_account_type: BinanceAccountType
         _book_depths: dict[InstrumentId, int | None]
+        _ws_client: Any
         _decoder_order_book_msg: Any
         _http_market: Any
         _clock: LiveClock
@@ -193,6 +194,16 @@ class SequencedBookMixin:
             attempt=attempt + 1,
         )
         return True
+
+    async def _unsubscribe_order_book_deltas(self, command: Any) -> None:
+        """Stop the diff-depth stream (NautilusTrader 1.221 leaves it running) and forget the book."""
+        instrument_id = command.instrument_id
+        if self._book_depths.pop(instrument_id, None) is None:
+            return
+        speed = 0 if self._binance_account_type.is_futures else 100
+        await self._ws_client.unsubscribe_diff_book_depth(instrument_id.symbol.value, speed)
+        self._sequencer(instrument_id).reset()
+        self._pending.pop(instrument_id, None)
 
     async def _reconnect(self) -> None:
         observability.log.warning(

@@ -22,7 +22,7 @@ class SymbolState:
 class NodeState:
     """What the node knows about itself right now."""
 
-    def __init__(self, node_id: str, symbols: tuple[str, ...], multi_instance: bool) -> None:
+    def __init__(self, node_id: str, multi_instance: bool) -> None:
         self.node_id = node_id
         self.multi_instance = multi_instance
         self.started_monotonic = time.monotonic()
@@ -30,8 +30,11 @@ class NodeState:
         self.running = False
         self.owned_symbols: list[str] = []
         self.live_nodes: list[str] = [node_id]
-        self.unavailable_symbols: list[str] = []  # configured but not listed by the exchange
-        self.symbols = {s: SymbolState() for s in symbols}
+        self.unavailable_symbols: list[str] = []
+        self.mismatched_nodes: list[
+            str
+        ] = []  # peers with different coordination settings  # configured but not listed by the exchange
+        self.symbols: dict[str, SymbolState] = {}  # the symbols this node follows now
         self.stale_after_ms = 5000
         self._lock = threading.Lock()
 
@@ -41,6 +44,10 @@ class NodeState:
             for name, value in fields.items():
                 setattr(state, name, value)
 
+    def forget_symbol(self, symbol: str) -> None:
+        with self._lock:
+            self.symbols.pop(symbol, None)
+
     def set_owned(self, symbols: list[str]) -> None:
         with self._lock:
             self.owned_symbols = sorted(symbols)
@@ -49,7 +56,7 @@ class NodeState:
         """``starting`` until every owned symbol has published once; ``degraded`` on trouble."""
         if not self.running:
             return "starting"
-        if not self.redis_connected or self.unavailable_symbols:
+        if not self.redis_connected or self.unavailable_symbols or self.mismatched_nodes:
             return "degraded"
         now_ms = int(time.time() * 1000)
         for symbol in self.owned_symbols:
@@ -84,6 +91,7 @@ class NodeState:
                 "owned_symbols": owned,
                 "live_nodes": live,
                 "multi_instance": self.multi_instance,
+                "mismatched_nodes": list(self.mismatched_nodes),
             },
             "symbols": symbols,
             "unavailable_symbols": list(self.unavailable_symbols),

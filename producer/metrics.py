@@ -129,6 +129,11 @@ class ProducerMetrics:
             ["cycle"],
             registry=r,
         )
+        self.config_mismatch = Gauge(
+            "nt_config_mismatch_nodes",
+            "Live peers whose coordination settings (lease TTL, min hold, ...) differ from this node's.",
+            registry=r,
+        )
         self.market_events = Counter(
             "nt_market_events",
             "Market-data events applied, by kind.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping
 
 from nautilus_trader.adapters.binance import BINANCE
@@ -103,6 +104,7 @@ def build_node_config(settings: Settings, environ: Mapping[str, str]) -> Trading
             "slow_period_ms": settings.slow_period_ms,
             "book_depth": settings.book_depth,
             "trade_window_min": settings.trade_window_min,
+            "clock_offset_ms": settings.clock_offset_ms,
         },
     )
     nautilus_level = "INFO" if settings.log_level == "debug" else "WARNING"
@@ -129,7 +131,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     log.static_fields = {"node_id": settings.node_id}
     log.info("configuration_loaded", **redact(settings.public_dict()))
     metrics = ProducerMetrics()
-    state = NodeState(settings.node_id, settings.symbols, settings.enable_multi_instance)
+    state = NodeState(settings.node_id, settings.enable_multi_instance)
     try:
         http = NodeHttpServer(settings.metrics_host, settings.metrics_port, metrics, state)
     except OSError as error:
@@ -147,7 +149,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         return 1
     binance_client.observability.metrics = metrics
     binance_client.observability.log = log
-    publisher = ReportPublisher(settings, metrics, state, log)
+    offset_ms = settings.clock_offset_ms
+    publisher = ReportPublisher(
+        settings, metrics, state, log, wall_ms=lambda: int(time.time() * 1000) + offset_ms
+    )
     node: TradingNode | None = None
     try:
         node = TradingNode(config=build_node_config(settings, env))

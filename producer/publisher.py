@@ -1,61 +1,65 @@
-"""Writes reports to Redis from a background thread, through fenced writer leases.
+"""The node's Redis thread: coordination, leases and report writes.
 
 The actor hands over each cycle's reports with ``submit``; this thread writes them in
-one pipeline. If Redis is slow or away, only the newest report per symbol is kept
-(older ones are counted as dropped), so market data handling never waits on Redis.
-While Redis is unreachable the thread retries with exponential backoff (0.5 s up to
-5 s) and logs ``redis_unavailable`` each attempt; on return it logs
-``redis_recovered`` and re-acquires its leases (new fencing tokens).
+one pipeline through the fenced-write script. If Redis is slow or away, only the newest
+report per symbol is kept (older ones are counted as dropped), so market-data handling
+never waits on Redis. While Redis is unreachable the thread retries with exponential
+backoff (0.5 s up to 5 s) and logs ``redis_unavailable`` each attempt; on return it logs
+``redis_recovered``, rejoins the fleet and re-acquires its leases (new fencing tokens).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import redis
 
-from ntplatform import keys
-from ntplatform.coordination import leases
 from ntplatform.coordination.leases import WriteStatus
 from ntplatform.logs import EventLog
 from ntplatform.settings import Settings, redact_url
+from producer.coordinator import Coordinator
 from producer.health import NodeState
+from producer.leases import LeaseKeeper
 from producer.metrics import ProducerMetrics
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 5.0
+IDLE_WAKE_S = 0.1  # how often the thread looks at heartbeats, peers and leases when idle
 
 
 class ReportPublisher:
-    """Owns the Redis connection, this node's leases and the report writes."""
+    """Owns the Redis connection and everything this node does through it."""
 
-    def __init__(self, settings: Settings, metrics: ProducerMetrics, state: NodeState, log: EventLog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ProducerMetrics,
+        state: NodeState,
+        log: EventLog,
+        wall_ms: Callable[[], int] | None = None,
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._state = state
         self._log = log
+        self._wall_ms = wall_ms or (lambda: int(time.time() * 1000))
         self._client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
-        self._acquire = self._client.register_script(leases.ACQUIRE)
-        self._renew = self._client.register_script(leases.RENEW)
-        self._release = self._client.register_script(leases.RELEASE)
-        self._write = self._client.register_script(leases.FENCED_WRITE)
-        # Until rendezvous ownership lands, every node wants every symbol; the fenced
-        # writes still guarantee a single writer per symbol.
-        self._wanted: set[str] = set(settings.symbols)
-        self._tokens: dict[str, int] = {}
-        self._seq: dict[str, int] = {}
+        self.leases = LeaseKeeper(self._client, settings, metrics, log)
+        self.coordinator = Coordinator(self._client, settings, metrics, state, log, self._wall_ms)
+        self._available: set[str] = set(settings.symbols)
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = threading.Condition()
         self._stopping = False
+        self._handing_over = False
+        self._left = False
         self._connected = False
         self._attempt = 0
-        self._renew_every_s = settings.lease_ttl_ms / 3000
-        self._next_renew = 0.0
         self._thread = threading.Thread(target=self._run, name="report-publisher", daemon=True)
 
     # -- called from other threads ---------------------------------------------------------
@@ -72,25 +76,31 @@ class ReportPublisher:
             self._pending.update(reports)
             self._wake.notify()
 
-    def set_symbols(self, symbols: list[str]) -> None:
+    def set_available(self, symbols: list[str]) -> None:
         """Compete only for these symbols' leases (those the exchange actually lists)."""
         with self._wake:
-            self._wanted = set(symbols)
+            self._available = set(symbols)
+
+    def target_symbols(self) -> list[str]:
+        """The symbols this node should follow now (owned, or about to be)."""
+        return sorted(self.coordinator.target & self._available)
 
     def owned_symbols(self) -> list[str]:
-        return sorted(self._tokens)
+        return self.leases.held()
+
+    def hand_over(self) -> None:
+        """Stop writing, release every lease and leave the fleet now, so peers take over."""
+        with self._wake:
+            self._handing_over = True
+            self._wake.notify()
 
     def stop(self, timeout_s: float = 3.0) -> None:
-        """Write what is pending, release the leases and close the connection."""
+        """Hand over (if not done yet), stop the thread and close the connection."""
         with self._wake:
+            self._handing_over = True
             self._stopping = True
             self._wake.notify()
         self._thread.join(timeout_s)
-        try:
-            if self._connected:
-                self._release_all()
-        except redis.RedisError as error:
-            self._log.warning("lease_release_failed", error=str(error))
         self._client.close()
 
     # -- publisher thread -------------------------------------------------------------------
@@ -99,7 +109,7 @@ class ReportPublisher:
         while True:
             with self._wake:
                 if not self._pending and not self._stopping:
-                    self._wake.wait(timeout=self._renew_every_s / 2)
+                    self._wake.wait(timeout=IDLE_WAKE_S)
                 batch, self._pending = self._pending, {}
                 stopping = self._stopping
             try:
@@ -107,37 +117,63 @@ class ReportPublisher:
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 self._on_disconnected(error, batch)
             except redis.RedisError as error:
-                self._metrics.redis_errors.labels("write").inc()
+                self._metrics.redis_errors.labels("command").inc()
                 self._log.error("redis_command_failed", error=str(error))
                 self._count_dropped(batch, "redis_error")
             if stopping:
                 return
 
     def _cycle(self, batch: dict[str, dict[str, Any]]) -> None:
+        if self._handing_over:
+            self._leave(batch)
+            return
         if not self._connected:
             self._reconnect()
-        self._ensure_leases()
+        self.coordinator.tick(self.leases.held(), self.leases.acquired_at)
+        self._follow_target()
         self._write_batch(batch)
+
+    def _leave(self, batch: dict[str, dict[str, Any]]) -> None:
+        self._count_dropped(batch, "shutting_down")
+        if self._left or not self._connected:
+            return
+        for symbol in self.leases.held():
+            self.leases.release(symbol, "shutdown")
+        self.coordinator.leave()
+        self._state.set_owned([])
+        self._left = True
+
+    def _follow_target(self) -> None:
+        wanted = self.coordinator.target & self._available
+        for symbol in sorted(set(self.leases.held()) - wanted):
+            self.leases.release(symbol, "rebalanced")
+        for symbol in sorted(wanted - set(self.leases.held())):
+            self.leases.try_acquire(symbol)
+        self.leases.renew_due()
+        held = self.leases.held()
+        self._state.set_owned(held)
+        self._metrics.symbols_assigned.labels(self._settings.node_id).set(len(held))
 
     def _reconnect(self) -> None:
         self._client.ping()
+        url = redact_url(self._settings.redis_url)
         if self._attempt:
-            self._log.info(
-                "redis_recovered", redis_url=redact_url(self._settings.redis_url), attempts=self._attempt
-            )
+            self._log.info("redis_recovered", redis_url=url, attempts=self._attempt)
         else:
-            self._log.info("redis_connected", redis_url=redact_url(self._settings.redis_url))
+            self._log.info("redis_connected", redis_url=url)
         self._attempt = 0
         self._connected = True
         self._state.redis_connected = True
         self._metrics.redis_connected.set(1)
-        self._tokens.clear()  # tokens from before an outage cannot be trusted
+        self.leases.forget_all()
+        self.coordinator.connected()
 
     def _on_disconnected(self, error: Exception, batch: dict[str, dict[str, Any]]) -> None:
         self._connected = False
         self._state.redis_connected = False
         self._metrics.redis_connected.set(0)
         self._metrics.redis_errors.labels("connect").inc()
+        self.coordinator.heartbeat_failed()
         self._count_dropped(batch, "redis_unavailable")
         self._attempt += 1
         delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self._attempt - 1))
@@ -156,128 +192,33 @@ class ReportPublisher:
         for symbol in batch:
             self._metrics.report_dropped.labels(symbol, reason).inc()
 
-    # -- leases -----------------------------------------------------------------------------
-
-    def _ensure_leases(self) -> None:
-        now = time.monotonic()
-        for symbol in sorted(self._tokens.keys() - self._wanted):
-            self._release_one(symbol)
-        missing = self._wanted - self._tokens.keys()
-        for symbol in sorted(missing):
-            self._try_acquire(symbol)
-        if now >= self._next_renew:
-            self._next_renew = now + self._renew_every_s
-            for symbol in sorted(self._tokens):
-                self._renew_one(symbol)
-        self._state.set_owned(list(self._tokens))
-        self._metrics.symbols_assigned.labels(self._settings.node_id).set(len(self._tokens))
-
-    def _try_acquire(self, symbol: str) -> None:
-        node = self._settings.node_id
-        token = int(
-            self._acquire(
-                keys=[keys.writer_key(symbol), keys.token_key(symbol)],
-                args=[node, self._settings.lease_ttl_ms],
-            )
-        )
-        if not token:
-            return
-        self._tokens[symbol] = token
-        self._seq[symbol] = self._last_seq(symbol)
-        self._log.info("lease_acquired", symbol=symbol, fencing_token=token)
-
-    def _last_seq(self, symbol: str) -> int:
-        """Continue the symbol's ``seq`` from the last report any writer left."""
-        raw = self._client.get(keys.report_key(symbol))
-        if raw is None:
-            return 0
-        try:
-            return int(orjson.loads(raw).get("seq", 0))
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
-            return 0
-
-    def _renew_one(self, symbol: str) -> None:
-        token = self._tokens[symbol]
-        status = WriteStatus(
-            int(
-                self._renew(
-                    keys=[keys.writer_key(symbol), keys.token_key(symbol)],
-                    args=[self._settings.node_id, token, self._settings.lease_ttl_ms],
-                )
-            )
-        )
-        if status is not WriteStatus.OK:
-            self._lose(symbol, status)
-
-    def _lose(self, symbol: str, status: WriteStatus) -> None:
-        token = self._tokens.pop(symbol, None)
-        if status.is_conflict:
-            self._metrics.lease_conflicts.labels(symbol).inc()
-            self._log.warning(
-                "lease_conflict",
-                symbol=symbol,
-                reason="fencing_token_mismatch",
-                fencing_token=token,
-                detail=status.name.lower(),
-            )
-        else:
-            self._log.warning("lease_expired", symbol=symbol, fencing_token=token)
-
-    def _release_all(self) -> None:
-        for symbol in sorted(self._tokens):
-            self._release_one(symbol)
-
-    def _release_one(self, symbol: str) -> None:
-        token = self._tokens.pop(symbol)
-        self._release(
-            keys=[keys.writer_key(symbol), keys.token_key(symbol)], args=[self._settings.node_id, token]
-        )
-        self._log.info("lease_released", symbol=symbol, fencing_token=token)
-
     # -- writes -----------------------------------------------------------------------------
 
     def _write_batch(self, batch: dict[str, dict[str, Any]]) -> None:
-        writable = [(s, r) for s, r in batch.items() if s in self._tokens]
-        for symbol in batch.keys() - self._tokens.keys():
+        tokens = self.leases.tokens
+        for symbol in batch.keys() - tokens.keys():
             self._metrics.report_dropped.labels(symbol, "no_lease").inc()
+        writable = [(s, r) for s, r in batch.items() if s in tokens]
         if not writable:
             return
         pipe = self._client.pipeline(transaction=False)
-        payloads = []
+        sent = []
         for symbol, report in writable:
-            token = self._tokens[symbol]
-            seq = self._seq[symbol] + 1
+            seq = self.leases.seq[symbol] + 1
             report["node_id"] = self._settings.node_id
-            report["fencing_token"] = token
+            report["fencing_token"] = tokens[symbol]
             report["seq"] = seq
-            payload = orjson.dumps(report)
-            payloads.append((symbol, seq, report))
-            self._write(
-                keys=[
-                    keys.writer_key(symbol),
-                    keys.token_key(symbol),
-                    keys.report_key(symbol),
-                    keys.stream_key(symbol),
-                ],
-                args=[
-                    self._settings.node_id,
-                    token,
-                    payload,
-                    self._settings.stream_maxlen,
-                    int(self._settings.enable_kv_reports),
-                    int(self._settings.enable_streams),
-                ],
-                client=pipe,
-            )
+            self.leases.write_script(**self.leases.write_args(symbol, orjson.dumps(report)), client=pipe)
+            sent.append((symbol, seq, report))
         results = pipe.execute()
-        now_ms = int(time.time() * 1000)
-        for (symbol, seq, report), result in zip(payloads, results, strict=True):
+        now_ms = self._wall_ms()
+        for (symbol, seq, report), result in zip(sent, results, strict=True):
             status = WriteStatus(int(result))
             if status is WriteStatus.OK:
-                self._seq[symbol] = seq
+                self.leases.seq[symbol] = seq
                 self._metrics.report_publish.labels(symbol).inc()
                 self._metrics.data_age_ms.labels(symbol).observe(report["data_age_ms"])
                 self._state.update_symbol(symbol, last_publish_ms=now_ms)
             else:
                 self._metrics.report_dropped.labels(symbol, "lease_lost").inc()
-                self._lose(symbol, status)
+                self.leases.lose(symbol, status)

@@ -143,7 +143,11 @@ PYTHON = sys.executable
 
 
 def start_replay_exchange(
-    processes: list[ManagedProcess], tmp_path: Path, recordings: Path, speed: float = 1.0
+    processes: list[ManagedProcess],
+    tmp_path: Path,
+    recordings: Path,
+    speed: float = 1.0,
+    extra_args: tuple[str, ...] = (),
 ) -> int:
     """Start ``ntplatform replay-exchange`` on a free port and wait until it answers."""
     import urllib.request
@@ -161,6 +165,7 @@ def start_replay_exchange(
             str(port),
             "--speed",
             str(speed),
+            *extra_args,
         ],
         python_env(),
         tmp_path / f"exchange-{port}.log",

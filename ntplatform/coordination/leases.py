@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import enum
 
-# KEYS: writer, token. ARGV: node_id, ttl_ms.
-# Returns the new fencing token, or 0 when another node holds the lease.
+# KEYS: writer, token. ARGV: node_id, ttl_ms, token_floor.
+# Returns the new fencing token, or 0 when another node holds the lease. The floor is
+# the highest token the caller has seen: after Redis lost its data (a restart without
+# persistence) tokens still continue upward instead of starting again at 1.
 ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then
   return 0
+end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('INCR', KEYS[2])

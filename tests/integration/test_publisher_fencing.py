@@ -25,7 +25,7 @@ def _report(age: int = 5) -> dict:
 def publisher_parts(redis_server):
     settings = load_settings({"REDIS_URL": redis_server.url, "SYMBOLS": "BTCUSDT", "NT_LEASE_TTL_MS": "1000"})
     metrics = ProducerMetrics()
-    state = NodeState(settings.node_id, settings.symbols, multi_instance=False)
+    state = NodeState(settings.node_id, multi_instance=False)
     log_stream = io.StringIO()
     publisher = ReportPublisher(settings, metrics, state, EventLog("producer", "debug", log_stream))
     publisher.start()
@@ -89,7 +89,7 @@ def test_publisher_reacquires_after_other_holder_expires_with_next_token(publish
 
 def test_publisher_stop_releases_lease(redis_server):
     settings = load_settings({"REDIS_URL": redis_server.url, "SYMBOLS": "BTCUSDT"})
-    state = NodeState(settings.node_id, settings.symbols, multi_instance=False)
+    state = NodeState(settings.node_id, multi_instance=False)
     publisher = ReportPublisher(settings, ProducerMetrics(), state, EventLog("producer", "error"))
     publisher.start()
     client = redis_server.client()

@@ -1,0 +1,201 @@
+"""Heartbeats, fleet membership and rendezvous ownership for one node (Redis side).
+
+Runs on the publisher thread. Every ``NT_HEARTBEAT_INTERVAL_MS`` it writes this node's
+heartbeat (TTL 5 × interval) and reads every peer's; live nodes are those whose key
+exists. Every ``NT_REBALANCE_INTERVAL_SEC``, or at once when membership changes (a key
+appeared or expired, or a peer announced ``join``/``leave`` on the coordination
+channel), it recomputes the assignment with ``ntplatform.coordination.hrw`` from the
+live nodes and the current lease holders, and hands this node's share to the publisher
+(leases) and the actor (market data). A symbol held for less than ``NT_MIN_HOLD_MS``
+is not given up yet. Wall-clock time is used only for what the heartbeat reports, never
+for a decision, so a node with a skewed clock behaves like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import orjson
+import redis
+
+from ntplatform import keys
+from ntplatform.coordination.hrw import assign
+from ntplatform.logs import EventLog
+from ntplatform.settings import Settings
+from producer.health import NodeState
+from producer.metrics import ProducerMetrics
+
+CHANNEL = "nt:coordination"
+
+
+class Coordinator:
+    """Decides which symbols this node should own."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        metrics: ProducerMetrics,
+        state: NodeState,
+        log: EventLog,
+        wall_ms: Callable[[], int],
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._metrics = metrics
+        self._state = state
+        self._log = log
+        self._wall_ms = wall_ms
+        self._started_ms = wall_ms()
+        self._pubsub: redis.client.PubSub | None = None
+        self._next_heartbeat = 0.0
+        self._next_rebalance = 0.0
+        self._live: list[str] = []
+        self._reported_mismatch: dict[str, str] = {}
+        self.target: set[str] = set() if settings.enable_multi_instance else set(settings.symbols)
+        self.on_target: Callable[[list[str]], None] = lambda symbols: None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def connected(self) -> None:
+        """(Re)join after a connection to Redis was made."""
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(CHANNEL)
+        self._next_heartbeat = 0.0
+        self._announce("join")
+
+    def leave(self) -> None:
+        """Delete the heartbeat and tell peers, so they take over at once."""
+        self._client.delete(keys.node_key(self._settings.node_id))
+        self._announce("leave")
+        self._metrics.node_heartbeat.labels(self._settings.node_id).set(0)
+
+    def heartbeat_failed(self) -> None:
+        self._metrics.node_heartbeat.labels(self._settings.node_id).set(0)
+
+    def _announce(self, event: str) -> None:
+        self._client.publish(CHANNEL, orjson.dumps({"event": event, "node_id": self._settings.node_id}))
+
+    # -- each publisher-loop iteration ---------------------------------------------------------
+
+    def tick(self, held: list[str], acquired_at: dict[str, float]) -> None:
+        now = time.monotonic()
+        reason = self._peer_announcement()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self._settings.heartbeat_interval_ms / 1000
+            self._heartbeat(held)
+            if self._scan_members():
+                reason = reason or "membership_changed"
+        if not self._settings.enable_multi_instance:
+            return
+        if reason is None and now >= self._next_rebalance:
+            reason = "periodic"
+        if reason is not None:
+            self._next_rebalance = now + self._settings.rebalance_interval_sec
+            self._rebalance(reason, held, acquired_at)
+
+    def _peer_announcement(self) -> str | None:
+        reason = None
+        while self._pubsub is not None:
+            message = self._pubsub.get_message(timeout=0.0)
+            if message is None:
+                break
+            try:
+                body = orjson.loads(message["data"])
+            except (orjson.JSONDecodeError, TypeError):
+                continue
+            if body.get("node_id") != self._settings.node_id:
+                reason = f"peer_{body.get('event')}"
+                self._next_heartbeat = 0.0  # read membership now
+        return reason
+
+    def _heartbeat(self, held: list[str]) -> None:
+        s = self._settings
+        payload = {
+            "node_id": s.node_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_ms": self._started_ms,
+            "wall_ms": self._wall_ms(),
+            "owned_symbols": held,
+            "config_fingerprint": s.coordination_fingerprint(),
+            "lease_ttl_ms": s.lease_ttl_ms,
+            "min_hold_ms": s.min_hold_ms,
+            "heartbeat_interval_ms": s.heartbeat_interval_ms,
+            "rebalance_interval_sec": s.rebalance_interval_sec,
+            "metrics_port": s.metrics_port,
+        }
+        self._client.set(keys.node_key(s.node_id), orjson.dumps(payload), px=s.heartbeat_ttl_ms)
+        self._metrics.node_heartbeat.labels(s.node_id).set(1)
+
+    def _scan_members(self) -> bool:
+        """Read every heartbeat; return whether the set of live nodes changed."""
+        node_keys = sorted(self._client.scan_iter(match=keys.node_key("*"), count=1000))
+        payloads = self._client.mget(node_keys) if node_keys else []
+        live, peers = [], {}
+        for raw in payloads:
+            try:
+                body = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("node_id"), str):
+                live.append(body["node_id"])
+                peers[body["node_id"]] = body
+        if self._settings.node_id not in live:
+            live.append(self._settings.node_id)
+        live.sort()
+        self._check_fingerprints(peers)
+        changed = live != self._live
+        self._live = live
+        self._state.live_nodes = live
+        return changed
+
+    def _check_fingerprints(self, peers: dict[str, dict]) -> None:
+        mine = self._settings.coordination_fingerprint()
+        mismatched = {n: p for n, p in peers.items() if p.get("config_fingerprint") != mine}
+        for node, body in mismatched.items():
+            if self._reported_mismatch.get(node) != body.get("config_fingerprint"):
+                self._log.warning(
+                    "configuration_mismatch",
+                    peer=node,
+                    peer_fingerprint=body.get("config_fingerprint"),
+                    fingerprint=mine,
+                    peer_lease_ttl_ms=body.get("lease_ttl_ms"),
+                    peer_min_hold_ms=body.get("min_hold_ms"),
+                    lease_ttl_ms=self._settings.lease_ttl_ms,
+                    min_hold_ms=self._settings.min_hold_ms,
+                )
+        self._reported_mismatch = {n: str(p.get("config_fingerprint")) for n, p in mismatched.items()}
+        self._state.mismatched_nodes = sorted(mismatched)
+        self._metrics.config_mismatch.set(len(mismatched))
+
+    def _rebalance(self, reason: str, held: list[str], acquired_at: dict[str, float]) -> None:
+        symbols = list(self._settings.symbols)
+        holders = self._client.mget([keys.writer_key(s) for s in symbols])
+        current = {s: _text(h) for s, h in zip(symbols, holders, strict=True) if h is not None}
+        assignment = assign(symbols, self._live, current, self._settings.hrw_sticky_pct)
+        mine = {s for s, node in assignment.items() if node == self._settings.node_id}
+        now = time.monotonic()
+        min_hold_s = self._settings.min_hold_ms / 1000
+        kept = {s for s in held if s not in mine and now - acquired_at.get(s, 0.0) < min_hold_s}
+        mine |= kept
+        if mine == self.target:
+            return
+        self._metrics.hrw_rebalances.inc()
+        self._log.info(
+            "rebalancing_triggered",
+            reason=reason,
+            live_nodes=self._live,
+            acquiring=sorted(mine - self.target),
+            releasing=sorted(self.target - mine),
+            held_for_min_hold=sorted(kept),
+        )
+        self.target = mine
+        self.on_target(sorted(mine))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
