@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint unit integration bench clean
+.PHONY: setup run test lint unit integration bench bench-failover clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python -m bench.replay_throughput $(ARGS)
+
+bench-failover: setup
+	$(BIN)/python -m bench.failover $(ARGS)
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -57,6 +57,9 @@ class Coordinator:
         self._reported_mismatch: dict[str, str] = {}
         self.target: set[str] = set() if settings.enable_multi_instance else set(settings.symbols)
         self.on_target: Callable[[list[str]], None] = lambda symbols: None
+        # Told every fencing token seen in a peer's heartbeat, so tokens keep rising even
+        # if Redis loses its data and another node acquires next.
+        self.observe_token: Callable[[str, int], None] = lambda symbol, token: None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -81,12 +84,14 @@ class Coordinator:
 
     # -- each publisher-loop iteration ---------------------------------------------------------
 
-    def tick(self, held: list[str], acquired_at: dict[str, float]) -> None:
+    def tick(self, tokens: dict[str, int], acquired_at: dict[str, float]) -> None:
+        """Heartbeat, read the fleet and rebalance when due; ``tokens`` are the leases held."""
         now = time.monotonic()
+        held = sorted(tokens)
         reason = self._peer_announcement()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self._settings.heartbeat_interval_ms / 1000
-            self._heartbeat(held)
+            self._heartbeat(tokens)
             if self._scan_members():
                 reason = reason or "membership_changed"
         if not self._settings.enable_multi_instance:
@@ -112,7 +117,7 @@ class Coordinator:
                 self._next_heartbeat = 0.0  # read membership now
         return reason
 
-    def _heartbeat(self, held: list[str]) -> None:
+    def _heartbeat(self, tokens: dict[str, int]) -> None:
         s = self._settings
         payload = {
             "node_id": s.node_id,
@@ -120,7 +125,8 @@ class Coordinator:
             "host": socket.gethostname(),
             "started_ms": self._started_ms,
             "wall_ms": self._wall_ms(),
-            "owned_symbols": held,
+            "owned_symbols": sorted(tokens),
+            "fencing_tokens": tokens,
             "config_fingerprint": s.coordination_fingerprint(),
             "lease_ttl_ms": s.lease_ttl_ms,
             "min_hold_ms": s.min_hold_ms,
@@ -144,6 +150,8 @@ class Coordinator:
             if isinstance(body, dict) and isinstance(body.get("node_id"), str):
                 live.append(body["node_id"])
                 peers[body["node_id"]] = body
+                for symbol, token in (body.get("fencing_tokens") or {}).items():
+                    self.observe_token(str(symbol), int(token))
         if self._settings.node_id not in live:
             live.append(self._settings.node_id)
         live.sort()

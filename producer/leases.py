@@ -47,6 +47,11 @@ class LeaseKeeper:
         """After losing Redis we cannot know which leases survived: re-acquire them all."""
         self.tokens.clear()
 
+    def observe(self, symbol: str, token: int) -> None:
+        """Remember a token seen elsewhere (a peer's heartbeat) as a floor for ours."""
+        if token > self._highest_token.get(symbol, 0):
+            self._highest_token[symbol] = token
+
     def try_acquire(self, symbol: str) -> bool:
         token = int(
             self._acquire(
