@@ -115,3 +115,27 @@ def test_redis_restart_rebuilds_heartbeats_and_leases_without_double_writers(fle
         assert all(token >= 2 for token in tokens.values()), tokens
     finally:
         replacement.stop()
+
+
+def test_mismatched_lease_settings_are_logged_and_shown_in_health(fleet):
+    import json
+    import urllib.error
+    import urllib.request
+
+    fleet.start(1)
+    odd = fleet.start(2, NT_LEASE_TTL_MS="3000")
+    pair = ["producer-node-001", odd]
+    wait_for(lambda: fleet.balanced(pair), 90, "two nodes sharing the symbols")
+    wait_for(lambda: fleet.events("producer-node-001", "configuration_mismatch"), 30, "a mismatch warning")
+
+    warning = fleet.events("producer-node-001", "configuration_mismatch")[0]
+    assert warning["peer"] == odd
+    assert warning["peer_lease_ttl_ms"] == 3000
+    assert warning["lease_ttl_ms"] == 2000
+    assert fleet.metric("producer-node-001", "nt_config_mismatch_nodes") == 1
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"http://127.0.0.1:{fleet.ports['producer-node-001']}/health", timeout=5)
+    health = json.loads(caught.value.read())
+    assert health["status"] == "degraded"
+    assert health["coordination"]["mismatched_nodes"] == [odd]
+    assert health["coordination"]["live_nodes"] == pair
