@@ -68,9 +68,47 @@ def test_up_starts_everything_reports_flow_and_ctrl_c_stops_it_all(processes, tm
     assert health["redis"]["connected"] is True
     assert health["coordination"]["owned_symbols"] == ["BTCUSDT", "ETHUSDT"]
     assert "ntplatform is up" in up.output()
+    _check_spec_metrics(node_port)
 
     assert up.stop(signal.SIGINT, timeout_s=60) == 0
     assert not _port_open(redis_port), "the Redis that up started is still running"
     assert not _port_open(exchange_port)
     assert not _port_open(node_port)
     assert '"event":"shutdown_complete"' in up.output()
+
+
+SPEC_METRICS = {
+    # name as exported: (type, label names)
+    "nt_data_age_ms": ("histogram", {"symbol"}),
+    "nt_calc_latency_ms": ("histogram", {"cycle"}),
+    "nt_report_publish_total": ("counter", {"symbol"}),
+    "nt_lease_conflicts_total": ("counter", {"symbol"}),
+    "nt_hrw_rebalances_total": ("counter", set()),
+    "nt_node_heartbeat": ("gauge", {"node_id"}),
+    "nt_symbols_assigned": ("gauge", {"node_id"}),
+    "nt_ws_resubscribe_total": ("counter", {"reason"}),
+}
+
+
+def _check_spec_metrics(port: int) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    for name, (kind, labels) in SPEC_METRICS.items():
+        family = families.get(name.removesuffix("_total"))
+        assert family is not None, f"{name} missing from /metrics"
+        assert family.type == kind, f"{name} is a {family.type}, expected {kind}"
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == labels, f"{sample.name} labels {sample.labels}"
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+    }
+    assert samples[("nt_node_heartbeat", (("node_id", "producer-node-001"),))] == 1
+    assert samples[("nt_symbols_assigned", (("node_id", "producer-node-001"),))] == 2
+    assert samples[("nt_ws_resubscribe_total", (("reason", "symbol_acquired"),))] == 2
+    # Histogram buckets split at the alert thresholds (data age 1000/5000 ms, latency 200/1500 ms).
+    data_age_bounds = {s.labels["le"] for s in families["nt_data_age_ms"].samples if "le" in s.labels}
+    assert {"1000.0", "5000.0"} <= data_age_bounds
+    latency_bounds = {s.labels["le"] for s in families["nt_calc_latency_ms"].samples if "le" in s.labels}
+    assert {"200.0", "1500.0"} <= latency_bounds
