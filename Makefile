@@ -4,9 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint unit integration bench bench-failover clean
+.PHONY: setup tools run test lint unit integration bench bench-failover clean
 
-setup: $(STAMP)
+setup: $(STAMP) tools
+
+# promtool and prometheus (Debian's `prometheus` package) check and test the alert rules.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make setup: installing Debian's prometheus package (promtool)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	  else \
+	    echo "make setup: promtool not found; install Debian's 'prometheus' package (sudo apt-get install prometheus)" >&2; exit 1; \
+	  fi; }
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make setup: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
