@@ -1,4 +1,4 @@
-"""The ``ntplatform`` command: ``producer``, ``replay-exchange`` and ``up``."""
+"""The ``ntplatform`` command: ``producer``, ``replay-exchange``, ``fault`` and ``up``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from ntplatform.replay import server as replay_server
 
     replay_server.add_arguments(replay)
+    fault = commands.add_parser("fault", help="make a running replay exchange inject a fault")
+    from ntplatform.replay import fault_cli
+
+    fault_cli.add_arguments(fault)
     up = commands.add_parser("up", help="start Redis, the replay exchange and producers")
     from ntplatform import supervisor
 
@@ -33,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         from ntplatform.replay import server as replay_server
 
         return replay_server.run(args)
+    if args.command == "fault":
+        from ntplatform.replay import fault_cli
+
+        return fault_cli.run(args)
     from ntplatform import supervisor
 
     return supervisor.run(args)

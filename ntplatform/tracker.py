@@ -20,6 +20,10 @@ from ntplatform.book import L2Book
 
 SCHEMA_VERSION = 1
 NS_PER_MS = 1_000_000
+# Market data older than this is stale (the MarketDataCritical threshold); it counts as
+# fresh again only below FRESH_BELOW_MS (MarketDataStale), so a flapping age logs once.
+STALE_AFTER_MS = 5000
+FRESH_BELOW_MS = 1000
 
 
 class SymbolTracker:
@@ -37,6 +41,7 @@ class SymbolTracker:
         self.mids = MidSampler(window_ms)
         self.window_min = window_ms // 60_000
         self.slow: dict[str, Any] | None = None
+        self.stale = False
 
     # -- market data ------------------------------------------------------------------------
 
@@ -77,6 +82,19 @@ class SymbolTracker:
             self.last_event_ns = ts_event_ns
         if self.last_receive_ns is None or ts_receive_ns > self.last_receive_ns:
             self.last_receive_ns = ts_receive_ns
+
+    def staleness_change(self, now_ns: int) -> str | None:
+        """``"stale"`` or ``"recovered"`` when the data crosses a threshold, else None."""
+        age = self.data_age_ms(now_ns)
+        if age is None:
+            return None
+        if not self.stale and age > STALE_AFTER_MS:
+            self.stale = True
+            return "stale"
+        if self.stale and age < FRESH_BELOW_MS:
+            self.stale = False
+            return "recovered"
+        return None
 
     # -- reports ----------------------------------------------------------------------------
 

@@ -250,6 +250,7 @@ class AnalyticsActor(Actor):
             symbol = tracker.symbol
             report = tracker.fast_report(now_ns)
             self.runtime.state.update_symbol(symbol, data_age_ms=tracker.data_age_ms(now_ns))
+            self._log_staleness(tracker, now_ns)
             if report is not None:
                 report["ts_published_ms"] += self._config.clock_offset_ms
                 reports[symbol] = report
@@ -258,6 +259,20 @@ class AnalyticsActor(Actor):
         self.runtime.metrics.calc_latency_ms.labels("fast").observe((time.perf_counter() - started) * 1000)
         if reports:
             self.runtime.publisher.submit(reports)
+
+    def _log_staleness(self, tracker: SymbolTracker, now_ns: int) -> None:
+        change = tracker.staleness_change(now_ns)
+        if change == "stale":
+            self.runtime.log.warning(
+                "market_data_stale",
+                symbol=tracker.symbol,
+                data_age_ms=tracker.data_age_ms(now_ns),
+                hint="no market data from the exchange: check ws_resubscribe events and the exchange",
+            )
+        elif change == "recovered":
+            self.runtime.log.info(
+                "market_data_recovered", symbol=tracker.symbol, data_age_ms=tracker.data_age_ms(now_ns)
+            )
 
     def _on_slow_timer(self, event: TimeEvent) -> None:
         now_ns = self.clock.timestamp_ns()

@@ -11,12 +11,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ntplatform.tracker import STALE_AFTER_MS
+
+# A symbol this node owns but has not published for this long makes it "degraded".
+STALE_PUBLISH_S = 5.0
+
 
 @dataclass
 class SymbolState:
     book_synced: bool = False
     data_age_ms: int | None = None
-    last_publish_ms: int | None = None
+    last_publish_ms: int | None = None  # wall clock, for people
+    last_publish_monotonic: float | None = None  # for comparisons, immune to clock changes
 
 
 class NodeState:
@@ -35,7 +41,6 @@ class NodeState:
             str
         ] = []  # peers with different coordination settings  # configured but not listed by the exchange
         self.symbols: dict[str, SymbolState] = {}  # the symbols this node follows now
-        self.stale_after_ms = 5000
         self._lock = threading.Lock()
 
     def update_symbol(self, symbol: str, **fields: Any) -> None:
@@ -58,12 +63,14 @@ class NodeState:
             return "starting"
         if not self.redis_connected or self.unavailable_symbols or self.mismatched_nodes:
             return "degraded"
-        now_ms = int(time.time() * 1000)
+        now = time.monotonic()
         for symbol in self.owned_symbols:
             state = self.symbols.get(symbol)
-            if state is None or state.last_publish_ms is None:
+            if state is None or state.last_publish_monotonic is None:
                 return "starting" if self.uptime_s() < 60 else "degraded"
-            if not state.book_synced or now_ms - state.last_publish_ms > self.stale_after_ms:
+            if not state.book_synced or now - state.last_publish_monotonic > STALE_PUBLISH_S:
+                return "degraded"
+            if state.data_age_ms is not None and state.data_age_ms > STALE_AFTER_MS:
                 return "degraded"
         return "ok"
 
@@ -77,6 +84,7 @@ class NodeState:
                     "book_synced": s.book_synced,
                     "data_age_ms": s.data_age_ms,
                     "last_publish_ms": s.last_publish_ms,
+                    "stale": s.data_age_ms is not None and s.data_age_ms > STALE_AFTER_MS,
                 }
                 for name, s in sorted(self.symbols.items())
             }

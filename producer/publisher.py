@@ -56,6 +56,7 @@ class ReportPublisher:
         self._available: set[str] = set(settings.symbols)
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = threading.Condition()
+        self._stop_requested = threading.Event()
         self._stopping = False
         self._handing_over = False
         self._left = False
@@ -101,6 +102,7 @@ class ReportPublisher:
             self._handing_over = True
             self._stopping = True
             self._wake.notify()
+        self._stop_requested.set()
         self._thread.join(timeout_s)
         self._client.close()
 
@@ -185,9 +187,8 @@ class ReportPublisher:
             attempt=self._attempt,
             retry_in_s=delay,
         )
-        with self._wake:
-            if not self._stopping:
-                self._wake.wait(timeout=delay)
+        # Not self._wake: every submitted report notifies it and would cut the backoff short.
+        self._stop_requested.wait(timeout=delay)
 
     def _count_dropped(self, batch: dict[str, dict[str, Any]], reason: str) -> None:
         for symbol in batch:
@@ -219,7 +220,9 @@ class ReportPublisher:
                 self.leases.seq[symbol] = seq
                 self._metrics.report_publish.labels(symbol).inc()
                 self._metrics.data_age_ms.labels(symbol).observe(report["data_age_ms"])
-                self._state.update_symbol(symbol, last_publish_ms=now_ms)
+                self._state.update_symbol(
+                    symbol, last_publish_ms=now_ms, last_publish_monotonic=time.monotonic()
+                )
             else:
                 self._metrics.report_dropped.labels(symbol, "lease_lost").inc()
                 self.leases.lose(symbol, status)

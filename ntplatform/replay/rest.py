@@ -3,12 +3,15 @@
 Spot serves ``/api/v3/...`` and ``/sapi/v1/asset/tradeFee``; USDⓈ-M futures serve
 ``/fapi/...`` (including the account calls its instrument provider makes before it
 loads instruments). Errors carry Binance's codes and messages; any other path is a
-404 with a JSON body.
+404 with a JSON body. While an ``http_429`` fault is active every Binance path answers
+429 with a ``Retry-After`` header. ``/_replay/faults`` (a path Binance never uses)
+injects, lists and clears faults (:mod:`ntplatform.replay.faults`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -18,6 +21,7 @@ from aiohttp import web
 
 from ntplatform.logs import EventLog
 from ntplatform.replay import exchange_info as catalogue
+from ntplatform.replay.faults import DROP_CONNECTIONS, FaultRequestError, FaultSwitch, parse_request
 from ntplatform.replay.market import SymbolReplay
 from ntplatform.replay.recording import SPOT
 
@@ -28,6 +32,15 @@ FUTURES_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 # SUBSCRIBE the client sent just before (on its WebSocket) take effect first, so the
 # snapshot is never older than the first diff event the client receives.
 SNAPSHOT_LATENCY_S = 0.02
+BINANCE_PATHS = ("/api/", "/sapi/", "/fapi/")
+TOO_MANY_REQUESTS = (
+    "Too many requests; current limit is 6000 request weight per 1 MINUTE. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+FAULTS_PATH = "/_replay/faults"
+# How long drop_connections waits for clients to answer the close handshake before it
+# drops their TCP connections.
+DROP_CLOSE_TIMEOUT_S = 2.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,12 +78,14 @@ class RestApi:
         exchange_info: dict[str, Any],
         clock_ns: Callable[[], int],
         log: EventLog,
+        faults: FaultSwitch | None = None,
     ) -> None:
         self.market = market
         self.replays = replays
         self.exchange_info = exchange_info
         self.clock_ns = clock_ns
         self.log = log
+        self.faults = faults
 
     def routes(self) -> list[web.RouteDef]:
         """The routes of this market."""
@@ -98,7 +113,7 @@ class RestApi:
         """Turn errors into Binance-style JSON and log each request at debug level."""
         started = time.perf_counter()
         try:
-            response = await handler(request)
+            response = self._rate_limited(request) or await handler(request)
         except BinanceError as exc:
             response = json_response({"code": exc.code, "msg": exc.message}, exc.status)
         except web.HTTPException as exc:
@@ -113,6 +128,17 @@ class RestApi:
             status=response.status,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+        return response
+
+    def _rate_limited(self, request: web.Request) -> web.Response | None:
+        """Binance's 429 answer while an ``http_429`` fault is active, else None."""
+        if self.faults is None or not request.path.startswith(BINANCE_PATHS):
+            return None
+        retry_s = self.faults.rate_limited_s(self.clock_ns())
+        if retry_s is None:
+            return None
+        response = json_response({"code": -1003, "msg": TOO_MANY_REQUESTS}, 429)
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_s)))
         return response
 
     def now_ms(self) -> int:
@@ -219,3 +245,55 @@ def _require_signature(request: web.Request) -> None:
     for name in ("timestamp", "signature"):
         if not request.query.get(name):
             raise missing_parameter(name)
+
+
+class FaultControl:
+    """``/_replay/faults``: POST injects a fault, GET lists the active ones, DELETE clears them."""
+
+    def __init__(
+        self,
+        faults: FaultSwitch,
+        clock_ns: Callable[[], int],
+        log: EventLog,
+        drop_connections: Callable[[float], int],
+    ) -> None:
+        self.faults = faults
+        self.clock_ns = clock_ns
+        self.log = log
+        self._drop_connections = drop_connections
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get(FAULTS_PATH, self.list_faults),
+            web.post(FAULTS_PATH, self.inject),
+            web.delete(FAULTS_PATH, self.clear),
+        ]
+
+    def _active(self, now_ns: int) -> list[dict[str, Any]]:
+        return [fault.describe(now_ns) for fault in self.faults.active(now_ns)]
+
+    async def list_faults(self, request: web.Request) -> web.Response:
+        return json_response({"active": self._active(self.clock_ns())})
+
+    async def inject(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            return json_response({"error": f"the body is not JSON ({exc}); send a JSON object"}, 400)
+        try:
+            fault_request = parse_request(body, self.faults.symbols)
+        except FaultRequestError as exc:
+            return json_response({"error": str(exc)}, 400)
+        now_ns = self.clock_ns()
+        injected = self.faults.inject(fault_request, now_ns).describe(now_ns)
+        if fault_request.kind == DROP_CONNECTIONS:
+            injected["connections"] = self._drop_connections(DROP_CLOSE_TIMEOUT_S)
+        self.log.warning("fault_injected", **injected)
+        return json_response({"injected": injected, "active": self._active(self.clock_ns())})
+
+    async def clear(self, request: web.Request) -> web.Response:
+        now_ns = self.clock_ns()
+        cleared = [fault.describe(now_ns) for fault in self.faults.clear()]
+        for fault in cleared:
+            self.log.info("fault_cleared", reason="cleared", **fault)
+        return json_response({"cleared": cleared, "active": []})

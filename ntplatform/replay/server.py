@@ -26,9 +26,10 @@ from aiohttp import web
 from ntplatform.errors import ConfigError, RecordingError
 from ntplatform.logs import LEVELS, EventLog
 from ntplatform.replay.exchange_info import build_exchange_info, default_http_dir, parse_aliases
+from ntplatform.replay.faults import FaultSwitch
 from ntplatform.replay.market import Outgoing, SymbolReplay, agg_trade_from_trade
 from ntplatform.replay.recording import DEPTH, TRADE, Recording, load_recordings
-from ntplatform.replay.rest import RestApi
+from ntplatform.replay.rest import FaultControl, RestApi
 from ntplatform.replay.streams import Connection, StreamHub, stream_name_problem, symbol_streams
 
 DEFAULT_HOST = "127.0.0.1"
@@ -79,7 +80,9 @@ class ReplayExchange:
             for symbol, replay in self.replays.items()
         }
         self.hub = StreamHub(self.log)
-        self.rest = RestApi(self.market, self.replays, exchange_info, self.clock_ns, self.log)
+        self.faults = FaultSwitch(self.replays)
+        self.rest = RestApi(self.market, self.replays, exchange_info, self.clock_ns, self.log, self.faults)
+        self.fault_control = FaultControl(self.faults, self.clock_ns, self.log, self._drop_connections)
         self.release_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._epochs = dict.fromkeys(self.replays, -1)
@@ -92,6 +95,7 @@ class ReplayExchange:
         """The aiohttp application (REST routes of the market plus the stream endpoints)."""
         app = web.Application(middlewares=[self.rest.middleware])
         app.add_routes(self.rest.routes())
+        app.add_routes(self.fault_control.routes())
         app.add_routes(
             [
                 web.get("/stream", self._websocket),
@@ -121,6 +125,7 @@ class ReplayExchange:
             self.release_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.release_task
+        await self.hub.wait_dropped()
         for connection in list(self.hub.connections):
             await connection.socket.close(code=1001, message=b"server shutdown")
         if self._runner is not None:
@@ -132,7 +137,12 @@ class ReplayExchange:
             await asyncio.sleep(TICK_S)
 
     def release_once(self, now_ns: int) -> None:
-        """Release every message due at ``now_ns`` to the subscribed connections."""
+        """Release every message due at ``now_ns`` to the subscribed connections.
+
+        A stalled symbol's messages are released (its book advances) but not sent.
+        """
+        for fault in self.faults.expire(now_ns):
+            self.log.info("fault_cleared", reason="expired", **fault.describe(now_ns))
         for symbol, replay in self.replays.items():
             released = replay.release(now_ns)
             if replay.epoch != self._epochs[symbol]:
@@ -143,13 +153,15 @@ class ReplayExchange:
                     epoch=replay.epoch,
                     snapshot_update_id=replay.snapshot_update_id,
                 )
-            if released:
+            if released and not self.faults.stalled(symbol, now_ns):
                 self._publish(symbol, replay, released)
 
     def _publish(self, symbol: str, replay: SymbolReplay, released: list[Outgoing]) -> None:
         hub, streams = self.hub, self.streams[symbol]
         derive_aggregates = any(hub.listened(name) for name in streams.agg_from_trade)
         for message in released:
+            if message.channel == DEPTH and self._skip_for_gap(symbol, streams.by_channel[DEPTH], message):
+                continue
             self._publish_to(streams.by_channel[message.channel], message.data)
             if message.channel == TRADE and derive_aggregates:
                 aggregate = agg_trade_from_trade(message.data, self.market)
@@ -158,6 +170,23 @@ class ReplayExchange:
             for name, levels in streams.partial.items():
                 if hub.listened(name):
                     hub.publish(name, orjson.dumps(replay.partial_depth(levels)))
+
+    def _skip_for_gap(self, symbol: str, depth_streams: Sequence[str], message: Outgoing) -> bool:
+        """Whether to withhold this diff-depth event for a pending ``sequence_gap`` fault.
+
+        The gap is spent only on an event someone listens to, so a client does see it.
+        """
+        if not self.faults.gap_pending(symbol) or not any(map(self.hub.listened, depth_streams)):
+            return False
+        fault = self.faults.take_gap(symbol)
+        if fault is not None:
+            described = fault.describe(self.clock_ns()) | {"symbols": [symbol]}
+            skipped = {"skipped_first_update_id": message.data["U"], "skipped_update_id": message.data["u"]}
+            self.log.info("fault_cleared", reason="applied", **described, **skipped)
+        return True
+
+    def _drop_connections(self, timeout_s: float) -> int:
+        return self.hub.drop_all(b"replay fault: drop_connections", timeout_s)
 
     def _publish_to(self, names: Sequence[str], data: dict[str, Any]) -> None:
         """Serialise ``data`` once, if anyone listens to one of ``names``, and send it."""

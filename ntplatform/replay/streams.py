@@ -11,6 +11,7 @@ disconnected, as Binance does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ntplatform.logs import EventLog
 from ntplatform.replay.recording import AGG_TRADE, BOOK_TICKER, DEPTH, SPOT, TRADE, USDM
@@ -145,6 +146,7 @@ class StreamHub:
         self.connections: set[Connection] = set()
         self._subscribers: dict[str, set[Connection]] = {}
         self._envelopes: dict[str, bytes] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def add(self, connection: Connection, streams: Iterable[str]) -> None:
         self.connections.add(connection)
@@ -169,6 +171,23 @@ class StreamHub:
                     listeners.discard(connection)
                     if not listeners:
                         del self._subscribers[name]
+
+    def drop_all(self, message: bytes, timeout_s: float) -> int:
+        """Start closing every connection (going away), as an exchange-side disconnect does.
+
+        Returns at once, with how many connections are being closed. A client that does
+        not answer the close handshake within ``timeout_s`` has its TCP connection dropped.
+        """
+        for connection in self.connections:
+            task = asyncio.create_task(_close(connection.socket, message, timeout_s))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return len(self.connections)
+
+    async def wait_dropped(self) -> None:
+        """Wait until the closes started by :meth:`drop_all` have finished."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     def listened(self, name: str) -> bool:
         """Whether any connection subscribes to ``name``."""
@@ -228,6 +247,11 @@ class StreamHub:
             self.unsubscribe(connection, params)
         self.log.debug("ws_subscription_changed", connection=connection.id, method=method, streams=params)
         return None, None
+
+
+async def _close(socket: web.WebSocketResponse, message: bytes, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(socket.close(code=WSCloseCode.GOING_AWAY, message=message), timeout_s)
 
 
 def _property(connection: Connection, method: str, params: Any) -> tuple[str | None, Any]:

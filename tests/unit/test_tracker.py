@@ -88,3 +88,13 @@ def test_trades_feed_last_trade_and_slow_summary():
     # vwap = (100 * 2 + 102 * 1) / 3
     assert abs(slow["vwap"] - 302 / 3) < 1e-9
     assert report["slow"] is slow
+
+
+def test_staleness_changes_once_with_hysteresis():
+    tracker = _synced_tracker()  # last event received at 9.000 s
+    assert tracker.staleness_change(13_000 * MS) is None  # 4 s old: not yet stale
+    assert tracker.staleness_change(14_001 * MS) == "stale"  # > 5 s
+    assert tracker.staleness_change(20_000 * MS) is None  # still stale: logged once
+    tracker.set_level(True, 100.0, 2.5)
+    tracker.book_applied(501, 21_000 * MS, 20_000 * MS, snapshot=False)
+    assert tracker.staleness_change(20_500 * MS) == "recovered"  # 0.5 s < 1 s

@@ -1,0 +1,94 @@
+"""``ntplatform fault``: tell a running replay exchange to break, so alerts can be provoked.
+
+``ntplatform fault [--exchange URL] {drop|stall|429|gap|clear|list} [--seconds N] [--symbol S]``
+drives the exchange's ``/_replay/faults`` endpoint (see :mod:`ntplatform.replay.faults`)
+and prints the exchange's JSON answer on one line. Exit codes: 0 done, 1 the exchange
+cannot be reached, 2 the exchange refused the request (the reason is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+
+from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, SEQUENCE_GAP, STALL
+from ntplatform.replay.rest import FAULTS_PATH
+
+DEFAULT_EXCHANGE = "http://127.0.0.1:8790"
+ACTIONS = {"drop": DROP_CONNECTIONS, "stall": STALL, "429": HTTP_429, "gap": SEQUENCE_GAP}
+REQUEST_TIMEOUT_S = 10.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``fault`` options to ``parser``."""
+    parser.add_argument(
+        "--exchange",
+        default=DEFAULT_EXCHANGE,
+        metavar="URL",
+        help=f"base URL of the replay exchange (default: {DEFAULT_EXCHANGE})",
+    )
+    parser.add_argument(
+        "action",
+        choices=[*ACTIONS, "clear", "list"],
+        help="drop: close every WebSocket; stall: withhold stream messages for --seconds; "
+        "429: answer REST with HTTP 429 for --seconds; gap: skip one diff-depth event; "
+        "clear: end every fault; list: show the active faults",
+    )
+    parser.add_argument("--seconds", type=float, help="duration of stall and 429")
+    parser.add_argument("--symbol", help="the symbol for stall and gap (default: every symbol)")
+
+
+def request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
+    """The HTTP method and JSON body that carry out ``args``."""
+    if args.action == "list":
+        return "GET", None
+    if args.action == "clear":
+        return "DELETE", None
+    body: dict[str, Any] = {"fault": ACTIONS[args.action]}
+    if args.seconds is not None:
+        body["seconds"] = args.seconds
+    if args.symbol is not None:
+        body["symbol"] = args.symbol
+    return "POST", body
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send the request; print the answer (stdout) or one line saying what went wrong (stderr)."""
+    if not args.exchange.startswith(("http://", "https://")):
+        sys.stderr.write(f"fault: --exchange must be an http:// or https:// URL; got {args.exchange!r}\n")
+        return 2
+    method, body = request_of(args)
+    url = args.exchange.rstrip("/") + FAULTS_PATH
+    data = None if body is None else orjson.dumps(body)
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - checked http(s)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310 - same
+            answer = response.read()
+    except urllib.error.HTTPError as exc:
+        sys.stderr.write(f"fault: {args.exchange} refused {args.action}: {_reason(exc)}\n")
+        return 2
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        sys.stderr.write(f"fault: cannot reach the replay exchange at {args.exchange}: {reason}\n")
+        return 1
+    sys.stdout.write(answer.decode(errors="replace").strip() + "\n")
+    return 0
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
+    """The exchange's one-line reason for refusing a request."""
+    raw = error.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("msg") or body)
+    return f"HTTP {error.code} {raw[:200].decode(errors='replace').strip()}"
