@@ -145,6 +145,10 @@ def _parse_node_id(name: str, raw: str) -> str:
 def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     value = raw.strip()
     parsed = urlparse(value)
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        raise ConfigError(name, redact_url(value), "the port must be a number from 0 to 65535") from None
     if parsed.scheme not in schemes or not parsed.hostname:
         raise ConfigError(name, redact_url(value), "a URL with scheme " + " or ".join(schemes))
     return value.rstrip("/")

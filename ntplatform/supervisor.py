@@ -10,13 +10,17 @@ processes it started.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,6 +31,8 @@ from ntplatform.logs import EventLog
 from ntplatform.settings import DEFAULT_REPLAY_PATH, redact_url
 
 REPLAY_PORT = 8790
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ERROR_EXIT = 2  # a child that exits 2 was misconfigured: restarting cannot help
 RUN_DIR = Path(".run")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -95,13 +101,42 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def wait_until(check, timeout_s: float, interval_s: float = 0.2) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, interval_s: float = 0.2, give_up: Callable[[], bool] = bool
+) -> bool:
+    """Poll ``check`` until it holds (True), ``give_up()`` holds or time runs out (False)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not give_up():
         if check():
             return True
         time.sleep(interval_s)
     return False
+
+
+def health_status(port: int) -> str | None:
+    """The ``status`` of a node's /health (also when it answers 503), or None."""
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except OSError:
+        return None
+    try:
+        return str(json.loads(body).get("status"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def replay_symbols(url: str) -> list[str]:
+    """The symbols a (replay) exchange lists in its exchangeInfo, or [] if it cannot say."""
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as response:  # noqa: S310 - local URL
+            info = json.loads(response.read())
+        return sorted(str(entry["symbol"]) for entry in info["symbols"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def http_ok(url: str) -> bool:
@@ -122,6 +157,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.redis_url = environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self._stopping = False
+        self.failed = False
 
     def replay_path(self) -> Path | None:
         if self.args.live:
@@ -131,7 +167,17 @@ class Supervisor:
         configured = self.env.get("NT_REPLAY_PATH")
         if configured:
             return Path(configured)
-        return DEFAULT_REPLAY_PATH if DEFAULT_REPLAY_PATH.exists() else None
+        candidates = [DEFAULT_REPLAY_PATH, REPO_ROOT / DEFAULT_REPLAY_PATH]
+        for candidate in candidates:
+            if candidate.exists():
+                return candidate
+        self.log.warning(
+            "replay_recordings_not_found",
+            tried=[str(c.resolve()) for c in candidates],
+            using="live Binance",
+            hint="set NT_REPLAY_PATH or --replay-path to replay recordings, or --live to silence this",
+        )
+        return None
 
     def ensure_redis(self) -> bool:
         if redis_answers(self.redis_url):
@@ -193,6 +239,12 @@ class Supervisor:
             self.log.error("fatal_error", reason="replay_exchange_did_not_start", path=str(path))
             return False
         self.env.setdefault("NT_BINANCE_ACCOUNT", "usdm" if futures else "spot")
+        if not self.env.get("SYMBOLS"):
+            info_path = "/fapi/v1/exchangeInfo" if futures else "/api/v3/exchangeInfo"
+            listed = replay_symbols(f"http://127.0.0.1:{port}{info_path}")
+            if listed:
+                self.env["SYMBOLS"] = ",".join(listed)
+                self.log.info("symbols_from_replay", symbols=listed, hint="set SYMBOLS to choose")
         self.env["NT_BINANCE_HTTP_URL"] = f"http://127.0.0.1:{port}"
         self.env["NT_BINANCE_WS_URL"] = f"ws://127.0.0.1:{port}"
         return True
@@ -240,8 +292,14 @@ class Supervisor:
             for child in self.children:
                 if child.alive() or not child.restart:
                     continue
+                code = child.process.returncode if child.process else None
+                if code == CONFIG_ERROR_EXIT:
+                    self.log.error(
+                        "fatal_error", reason="child_misconfigured", name=child.name, exit_code=code
+                    )
+                    self.failed = True
+                    return
                 if child.next_start == 0.0:
-                    code = child.process.returncode if child.process else None
                     delay = min(30.0, 2.0**child.restarts)
                     child.next_start = now + delay
                     self.log.warning("process_exited", name=child.name, exit_code=code, restart_in_s=delay)
@@ -251,6 +309,28 @@ class Supervisor:
                     child.start()
                     self.log.info("process_restarted", name=child.name, restarts=child.restarts)
             time.sleep(0.5)
+
+    def run(self) -> int:
+        if not self.ensure_redis():
+            return 1
+        path = self.replay_path()
+        if path is not None and not self.start_replay(path):
+            return 1
+        self.start_producers()
+        ports = [self.node_port(i) for i in range(1, self.args.nodes + 1)]
+        healthy = wait_until(
+            lambda: all(health_status(p) == "ok" for p in ports),
+            90,
+            give_up=lambda: self._stopping or any(c.process and c.process.poll() == 2 for c in self.children),
+        )
+        if self._stopping:
+            return 0
+        if healthy:
+            self.print_banner()
+        else:
+            self.log.warning("not_healthy_yet", hint="see the producers' log lines above; /health tells why")
+        self.watch()
+        return 1 if self.failed else 0
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -269,24 +349,28 @@ class Supervisor:
         self.log.info("shutdown_complete")
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """One line naming a bad argument and what is allowed, or None."""
+    if args.nodes < 1 or args.nodes > 99:
+        return f"--nodes {args.nodes}: must be from 1 to 99"
+    if not 1 <= args.exchange_port <= 65535:
+        return f"--exchange-port {args.exchange_port}: must be from 1 to 65535"
+    if not args.metrics_base_port >= 1 or args.metrics_base_port + args.nodes > 65535:
+        return f"--metrics-base-port {args.metrics_base_port}: base + nodes must be from 2 to 65535"
+    if not (math.isfinite(args.speed) and 0 < args.speed <= 1000):
+        return f"--speed {args.speed}: must be a number above 0 and at most 1000"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.nodes < 1:
-        print(f"ntplatform up: --nodes {args.nodes}: must be at least 1", file=sys.stderr)
+    problem = check_arguments(args)
+    if problem:
+        print(f"ntplatform up: {problem}", file=sys.stderr)
         return 2
     supervisor = Supervisor(args, dict(os.environ))
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     try:
-        if not supervisor.ensure_redis():
-            return 1
-        path = supervisor.replay_path()
-        if path is not None and not supervisor.start_replay(path):
-            return 1
-        supervisor.start_producers()
-        ports = [supervisor.node_port(i) for i in range(1, args.nodes + 1)]
-        wait_until(lambda: all(http_ok(f"http://127.0.0.1:{p}/health") for p in ports), 60)
-        supervisor.print_banner()
-        supervisor.watch()
-        return 0
+        return supervisor.run()
     finally:
         supervisor.shutdown()

@@ -143,7 +143,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         )
         print(
             f"ntplatform producer: cannot listen on {settings.metrics_host}:"
-            f"{settings.metrics_port} ({error.strerror}); set NT_METRICS_PORT",
+            f"{settings.metrics_port} ({error.strerror}); set NT_METRICS_HOST / NT_METRICS_PORT",
             file=sys.stderr,
         )
         return 1

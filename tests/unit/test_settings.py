@@ -86,3 +86,9 @@ def test_coordination_fingerprint_changes_with_lease_settings_only():
         base.coordination_fingerprint()
         != load_settings({"NT_LEASE_TTL_MS": "3000"}).coordination_fingerprint()
     )
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://127.0.0.1:70000/0"])
+def test_load_settings_redis_url_bad_port_is_one_clear_line(url):
+    with pytest.raises(ConfigError, match=r"REDIS_URL=.*the port must be a number from 0 to 65535"):
+        load_settings({"REDIS_URL": url})
