@@ -112,3 +112,44 @@ def _check_spec_metrics(port: int) -> None:
     assert {"1000.0", "5000.0"} <= data_age_bounds
     latency_bounds = {s.labels["le"] for s in families["nt_calc_latency_ms"].samples if "le" in s.labels}
     assert {"200.0", "1500.0"} <= latency_bounds
+
+
+def test_up_stops_when_a_producer_is_misconfigured(processes, tmp_path):
+    redis_port, exchange_port, base_port = free_port(), free_port(), free_port() - 1
+    up = ManagedProcess(
+        [
+            PYTHON,
+            "-m",
+            "ntplatform.cli",
+            "up",
+            "--exchange-port",
+            str(exchange_port),
+            "--metrics-base-port",
+            str(base_port),
+        ],
+        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", NT_LEASE_TTL_MS="100"),
+        tmp_path / "up.log",
+    )
+    processes.append(up)
+    wait_for(lambda: up.process.poll() is not None, 90, "up to give up on a misconfigured producer")
+    assert up.process.returncode == 1
+    output = up.output()
+    assert "NT_LEASE_TTL_MS=100: must exceed NT_REPORT_PERIOD_MS" in output
+    assert '"reason":"child_misconfigured"' in output
+    assert "ntplatform is up" not in output
+    assert not _port_open(redis_port), "what up started must be stopped"
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [("--speed=inf", "--speed inf: must be a number above 0"), ("--exchange-port=99999", "from 1 to 65535")],
+)
+def test_up_bad_argument_exits_2_before_starting_anything(argument, expected):
+    import subprocess
+
+    result = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "up", argument], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
