@@ -151,13 +151,22 @@ class SequencedBookMixin:
 
     async def _order_book_snapshot_then_deltas(self, instrument_id: InstrumentId) -> None:
         self._pending.setdefault(instrument_id, [])
+        attempt = 0
         try:
-            for attempt, retry_s in enumerate((0.0, *RESYNC_RETRY_S)):
-                if retry_s:
-                    await asyncio.sleep(retry_s)
+            # Retry until it works or the symbol is unsubscribed; the backoff caps at 5 s.
+            while instrument_id in self._book_depths:
                 if await self._snapshot_once(instrument_id, attempt):
                     return
-            observability.log.error("book_resync_failed", symbol=binance_symbol(instrument_id))
+                if attempt == len(RESYNC_RETRY_S):
+                    observability.log.error(
+                        "book_resync_failed",
+                        symbol=binance_symbol(instrument_id),
+                        attempts=attempt + 1,
+                        hint="still retrying every 5 s; check the exchange's REST API (429s, outage)",
+                    )
+                await asyncio.sleep(RESYNC_RETRY_S[min(attempt, len(RESYNC_RETRY_S) - 1)])
+                attempt += 1
+            self._pending.pop(instrument_id, None)
         finally:
             self._resync_tasks.pop(instrument_id, None)
 
