@@ -1,0 +1,279 @@
+"""A real producer facing faults injected into the replay exchange (``/_replay/faults``).
+
+Each test runs Redis, the replay exchange and one producer subprocess, breaks the
+exchange on purpose, and checks what an operator would see: the log events and metrics
+the alerts and runbooks name, and reports that carry on afterwards from a correct book
+(the recorded ``bookTicker`` is the oracle for best bid and ask).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    PYTHON,
+    SHARED_DATA,
+    ManagedProcess,
+    RedisProcess,
+    free_port,
+    python_env,
+    start_replay_exchange,
+    wait_for,
+)
+from tests.integration.recordings import book_tickers
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
+]
+SYMBOL = "BTCUSDT"
+RECORDING = SHARED_DATA / "spot" / "btcusdt_20240808.gz"
+
+
+class Rig:
+    """Redis, the replay exchange (real time) and one producer writing every symbol."""
+
+    def __init__(self, processes: list[ManagedProcess], tmp_path: Path, redis_server: RedisProcess) -> None:
+        self.exchange_port = start_replay_exchange(processes, tmp_path, SHARED_DATA / "spot")
+        self.metrics_port = free_port()
+        self.producer = ManagedProcess(
+            [PYTHON, "-m", "ntplatform.cli", "producer"],
+            python_env(
+                SYMBOLS=SYMBOL,
+                REDIS_URL=redis_server.url,
+                NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{self.exchange_port}",
+                NT_BINANCE_WS_URL=f"ws://127.0.0.1:{self.exchange_port}",
+                NT_REPORT_PERIOD_MS="50",
+                NT_METRICS_PORT=str(self.metrics_port),
+                NT_ENABLE_MULTI_INSTANCE="false",
+            ),
+            tmp_path / "producer.log",
+        )
+        processes.append(self.producer)
+        self.redis = redis_server.client()
+
+    def wait_reporting(self) -> None:
+        def reporting() -> bool:
+            assert self.producer.process.poll() is None, f"producer exited:\n{self.producer.output()[-3000:]}"
+            return self.latest_report() is not None and bool(self.events("book_synced"))
+
+        wait_for(reporting, 90, "the producer's first report")
+
+    def fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.exchange_port}/_replay/faults",
+            data=json.dumps(body).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    def events(self, name: str, **fields: Any) -> list[dict[str, Any]]:
+        found = []
+        for line in self.producer.output().splitlines():
+            if line.startswith("{") and f'"event":"{name}"' in line:
+                event = json.loads(line)
+                if all(event.get(key) == value for key, value in fields.items()):
+                    found.append(event)
+        return found
+
+    def latest_report(self) -> dict[str, Any] | None:
+        raw = self.redis.get(f"report:{SYMBOL}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def last_stream_id(self) -> bytes:
+        entries = self.redis.xrevrange(f"report:stream:{SYMBOL}", count=1)
+        return entries[0][0] if entries else b"0-0"
+
+    def reports_after(self, stream_id: bytes) -> list[dict[str, Any]]:
+        entries = self.redis.xrange(f"report:stream:{SYMBOL}", min=b"(" + stream_id)
+        return [json.loads(fields[b"report"]) for _, fields in entries]
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            families = text_string_to_metric_families(response.read().decode())
+            return {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in families
+                for sample in family.samples
+            }
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture(scope="module")
+def tickers() -> dict[int, tuple[float, float]]:
+    """The exchange's best bid and ask by update id (the first replay epoch's ids)."""
+    return book_tickers(RECORDING)
+
+
+@pytest.fixture
+def rig(processes, tmp_path, redis_server) -> Rig:
+    started = Rig(processes, tmp_path, redis_server)
+    started.wait_reporting()
+    return started
+
+
+def wait_correct_reports(
+    rig: Rig, since: bytes, tickers: dict[int, tuple[float, float]], after_update_id: int = 0
+) -> list[dict[str, Any]]:
+    """Wait for reports after stream id ``since`` that match the exchange's bookTicker.
+
+    Returns them once at least 20 reports past ``after_update_id`` have arrived, the
+    book moved, and three matched a recorded bookTicker; fails on any mismatch.
+    """
+
+    def enough() -> list[dict[str, Any]] | None:
+        assert rig.producer.process.poll() is None, f"producer exited:\n{rig.producer.output()[-3000:]}"
+        reports = [r for r in rig.reports_after(since) if r["book_update_id"] > after_update_id]
+        matched = [r for r in reports if r["book_update_id"] in tickers]
+        mismatched = [r for r in matched if (r["best_bid"], r["best_ask"]) != tickers[r["book_update_id"]]]
+        assert mismatched == [], f"reports disagree with the exchange's bookTicker: {mismatched[:3]}"
+        moved = len({r["book_update_id"] for r in reports}) >= 5
+        return reports if len(reports) >= 20 and moved and len(matched) >= 3 else None
+
+    reports = wait_for(enough, 60, "reports from a correct book")
+    assert isinstance(reports, list)
+    update_ids = [r["book_update_id"] for r in reports]
+    assert update_ids == sorted(update_ids), "book_update_id went backwards"
+    seqs = [r["seq"] for r in reports]
+    assert seqs == sorted(set(seqs))
+    return reports
+
+
+def test_drop_connections_producer_reconnects_resubscribes_and_keeps_correct_books(rig, tickers):
+    synced_before = len(rig.events("book_synced", symbol=SYMBOL))
+
+    answer = rig.fault({"fault": "drop_connections"})
+    wait_for(lambda: rig.events("ws_resubscribe", reason="reconnect"), 60, "ws_resubscribe reason=reconnect")
+    wait_for(
+        lambda: rig.metric("nt_ws_resubscribe_total", reason="reconnect") >= 1,
+        30,
+        'nt_ws_resubscribe_total{reason="reconnect"} >= 1',
+    )
+    wait_for(lambda: len(rig.events("book_synced", symbol=SYMBOL)) > synced_before, 60, "book_synced again")
+    resubscribed = rig.events("ws_resubscribe", reason="reconnect")[0]
+    reports = wait_correct_reports(rig, rig.last_stream_id(), tickers)
+
+    assert answer["injected"]["connections"] >= 1
+    assert SYMBOL in resubscribed["symbols"]
+    assert reports[-1]["ts_published_ms"] > reports[0]["ts_published_ms"]
+    assert rig.producer.process.poll() is None
+    assert "Traceback" not in rig.producer.output()
+
+
+def test_sequence_gap_producer_resyncs_then_reports_resume(rig, tickers):
+    rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
+    wait_for(
+        lambda: rig.events("book_resync", symbol=SYMBOL, reason="sequence_gap"),
+        30,
+        "book_resync reason=sequence_gap",
+    )
+    resync = rig.events("book_resync", symbol=SYMBOL, reason="sequence_gap")[0]
+    since = rig.last_stream_id()
+    wait_for(lambda: _synced_after(rig, resync), 30, "book_synced after the resync")
+
+    reports = wait_correct_reports(rig, since, tickers, after_update_id=resync["final_id"])
+
+    assert resync["first_id"] > resync["expected_after"] + 1  # the skipped event's ids are missing
+    assert rig.metric("nt_book_resync_total", symbol=SYMBOL, reason="sequence_gap") == 1
+    assert rig.metric("nt_ws_resubscribe_total", reason="resync") >= 1
+    assert all(0 <= r["data_age_ms"] < 1000 for r in reports)
+    assert "Traceback" not in rig.producer.output()
+
+
+def _synced_after(rig: Rig, event: dict[str, Any]) -> bool:
+    return any(e["ts"] >= event["ts"] for e in rig.events("book_synced", symbol=SYMBOL))
+
+
+def test_stall_producer_data_age_rises_above_1000_then_falls_back(rig):
+    def fresh() -> bool:
+        report = rig.latest_report()
+        return report is not None and report["data_age_ms"] < 1000
+
+    wait_for(fresh, 30, "fresh data before the stall")
+    stale_before = _stale_observations(rig)
+
+    rig.fault({"fault": "stall", "seconds": 6, "symbol": SYMBOL})
+    stalled_at_ms = time.time() * 1000
+
+    def stale() -> bool:
+        report = rig.latest_report()
+        return report is not None and report["data_age_ms"] > 1000
+
+    wait_for(stale, 10, "data_age_ms above 1000 during the stall", interval_s=0.05)
+
+    def recovered() -> bool:
+        report = rig.latest_report()
+        return (
+            report is not None
+            and report["ts_published_ms"] > stalled_at_ms + 6000
+            and report["data_age_ms"] < 1000
+        )
+
+    wait_for(recovered, 30, "data_age_ms back under 1000 after the stall")
+
+    # The histogram behind MarketDataStale saw ages above the threshold.
+    assert _stale_observations(rig) > stale_before
+    assert rig.producer.process.poll() is None
+    assert "Traceback" not in rig.producer.output()
+
+
+def _stale_observations(rig: Rig) -> float:
+    """How many ``nt_data_age_ms`` observations of the symbol exceeded 1000 ms."""
+    metrics = rig.metrics()
+    labels = (("symbol", SYMBOL),)
+    total = metrics.get(("nt_data_age_ms_count", labels), 0.0)
+    within = metrics.get(("nt_data_age_ms_bucket", (("le", "1000.0"), ("symbol", SYMBOL))), 0.0)
+    return total - within
+
+
+def test_http_429_during_resync_snapshot_fails_then_recovers(rig, tickers):
+    rig.fault({"fault": "http_429", "seconds": 3})
+    rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
+
+    wait_for(lambda: rig.events("book_snapshot_failed", symbol=SYMBOL), 30, "book_snapshot_failed")
+    failed = rig.events("book_snapshot_failed", symbol=SYMBOL)[0]
+    resync = rig.events("book_resync", symbol=SYMBOL, reason="sequence_gap")[0]
+    since = rig.last_stream_id()
+    wait_for(
+        lambda: [e for e in rig.events("book_synced", symbol=SYMBOL) if e["attempt"] > 1],
+        60,
+        "book_synced after a failed attempt",
+    )
+
+    wait_correct_reports(rig, since, tickers, after_update_id=resync["final_id"])
+
+    assert "-1003" in failed["error"]
+    assert rig.events("book_resync_failed") == []
+    assert "Traceback" not in rig.producer.output()
+
+
+def test_http_429_longer_than_the_retry_schedule_resync_keeps_trying_and_recovers(rig, tickers):
+    rig.fault({"fault": "http_429", "seconds": 12})
+    rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
+    wait_for(lambda: rig.events("book_snapshot_failed", symbol=SYMBOL), 30, "book_snapshot_failed")
+    limited_until_ms = time.time() * 1000 + 12_000
+    resync = rig.events("book_resync", symbol=SYMBOL, reason="sequence_gap")[0]
+
+    def recovered() -> bool:
+        assert rig.producer.process.poll() is None, f"producer exited:\n{rig.producer.output()[-3000:]}"
+        report = rig.latest_report()
+        return report is not None and report["ts_published_ms"] > limited_until_ms
+
+    wait_for(recovered, 40, "a report after the 429 ended")
+    wait_correct_reports(rig, rig.last_stream_id(), tickers, after_update_id=resync["final_id"])
+
+    assert rig.events("book_resync_failed", symbol=SYMBOL), "the operator is told the resync is stuck"
+    assert len(rig.events("book_snapshot_failed", symbol=SYMBOL)) >= 5
+    assert "Traceback" not in rig.producer.output()
