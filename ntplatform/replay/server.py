@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -247,8 +248,8 @@ def build_exchange(
     log: EventLog | None = None,
 ) -> ReplayExchange:
     """Load and check recordings and exchangeInfo, and build the (not yet started) server."""
-    if not speed > 0:
-        raise ConfigError("--speed", speed, "a positive number")
+    if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+        raise ConfigError("--speed", speed, f"a number above 0 and at most {MAX_SPEED:g}")
     recordings = load_recordings(paths)
     aliases = aliases or {}
     market = recordings[0].market
@@ -336,9 +337,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_SPEED = 1000.0  # beyond this the release loop cannot keep the recorded spacing anyway
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the replay exchange from parsed arguments; bad input prints one line, exit 2."""
     try:
+        if not 0 <= args.port <= 65535:
+            raise ConfigError("--port", args.port, "a port from 0 (any free one) to 65535")
         paths = resolve_paths(args.paths)
         aliases = parse_aliases(args.aliases)
         return serve(paths, args.host, args.port, args.speed, args.http_dir, aliases)
