@@ -20,7 +20,20 @@ from tests.conftest import PYTHON, ROOT, ManagedProcess, free_port, python_env, 
 
 pytestmark = pytest.mark.integration
 READ_ONLY = re.compile(r"^(curl|redis-cli|grep|for |jq )")
-NEVER_RUN = ("--latency", "CONFIG SET", "FLUSH", " DEL ", "kill ", "docker ", "watch ", "ntplatform up")
+# Commands that change things, or stream until interrupted.
+NEVER_RUN = (
+    "--latency",
+    "SUBSCRIBE",
+    "MONITOR",
+    "CONFIG SET",
+    "FLUSH",
+    " DEL ",
+    "kill ",
+    "docker ",
+    "watch ",
+    "ntplatform up",
+    " > ",  # writes a file: part of the escalation snapshot, not a check
+)
 
 
 def _runbook_commands() -> list[str]:
@@ -33,8 +46,10 @@ def _runbook_commands() -> list[str]:
                 continue
             if not inside or not line.strip() or line.lstrip().startswith("#"):
                 continue
-            pending += line.rstrip("\\").rstrip() + " "
-            if line.rstrip().endswith("\\"):
+            continued = line.rstrip().endswith("\\")
+            pending += line.rstrip().rstrip("\\") + (" " if continued else "\n")
+            open_loop = re.search(r"\b(for|while)\b", pending) and not re.search(r"\bdone\b", pending)
+            if continued or open_loop:
                 continue
             command, pending = pending.strip(), ""
             if READ_ONLY.match(command) and not any(bad in command for bad in NEVER_RUN):
@@ -79,14 +94,18 @@ def test_runbook_commands_work_against_a_running_fleet(processes, tmp_path):
         for documented, actual in ports.items():
             concrete = concrete.replace(str(documented), str(actual))
         concrete = re.sub(r"redis-cli(?! -u)", f"redis-cli -p {redis_port}", concrete)
-        result = subprocess.run(
-            ["bash", "-c", concrete],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=ROOT,
-            env=python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
-        )
+        try:
+            result = subprocess.run(
+                ["bash", "-c", concrete],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=ROOT,
+                env=python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
+            )
+        except subprocess.TimeoutExpired:
+            failures.append(f"{command}\n  -> did not finish in 30 s")
+            continue
         if result.returncode not in (0, 1) or result.stderr.strip():
             failures.append(f"{command}\n  -> exit {result.returncode}: {result.stderr.strip()[:300]}")
     assert up.stop(signal.SIGINT, timeout_s=60) == 0
