@@ -167,6 +167,11 @@ def test_drop_connections_producer_reconnects_resubscribes_and_keeps_correct_boo
 
     assert answer["injected"]["connections"] >= 1
     assert SYMBOL in resubscribed["symbols"]
+    # One drop is exactly one reconnect and one rebuild per followed symbol.
+    followed = len(resubscribed["symbols"])
+    assert rig.metric("nt_ws_resubscribe_total", reason="reconnect") == 1
+    assert rig.metric("nt_ws_resubscribe_total", reason="resync") == followed
+    assert rig.metric("nt_book_resync_total", symbol=SYMBOL, reason="reconnect") == 1
     assert reports[-1]["ts_published_ms"] > reports[0]["ts_published_ms"]
     assert rig.producer.process.poll() is None
     assert "Traceback" not in rig.producer.output()
