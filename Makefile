@@ -8,14 +8,18 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP) tools
 
-# promtool and prometheus (Debian's `prometheus` package) check and test the alert rules.
+# promtool and prometheus (Debian's `prometheus` package) check and test the alert rules;
+# docker-compose checks docker-compose.yml where the `docker compose` plugin is missing.
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "make setup: installing Debian's prometheus package (promtool)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	    echo "make setup: installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "make setup: promtool not found; install Debian's 'prometheus' package (sudo apt-get install prometheus)" >&2; exit 1; \
+	    echo "make setup: missing tools; install Debian's packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; \
 	  fi; }
 
 $(STAMP): pyproject.toml
