@@ -34,7 +34,7 @@ run: setup
 	$(BIN)/ntplatform up $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check ntplatform producer tests bench
+	$(BIN)/ruff check ntplatform producer tests bench assets sensors definitions.py
 	$(BIN)/mypy
 
 unit: setup

@@ -30,9 +30,9 @@ def _health(port: int) -> dict:
         return json.loads(error.read())
 
 
-def test_up_starts_everything_reports_flow_and_ctrl_c_stops_it_all(processes, tmp_path):
+def _start_up(processes, tmp_path, **env: str) -> tuple[ManagedProcess, int, int, int]:
+    """``ntplatform up`` on free ports with its own Redis; returns it and the ports."""
     redis_port, exchange_port, base_port = free_port(), free_port(), free_port() - 1
-    node_port = base_port + 1
     up = ManagedProcess(
         [
             PYTHON,
@@ -44,10 +44,16 @@ def test_up_starts_everything_reports_flow_and_ctrl_c_stops_it_all(processes, tm
             "--metrics-base-port",
             str(base_port),
         ],
-        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
+        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", **env),
         tmp_path / "up.log",
     )
     processes.append(up)
+    return up, redis_port, exchange_port, base_port
+
+
+def test_up_starts_everything_reports_flow_and_ctrl_c_stops_it_all(processes, tmp_path):
+    up, redis_port, exchange_port, base_port = _start_up(processes, tmp_path)
+    node_port = base_port + 1
     client = redis.Redis(port=redis_port, socket_timeout=2)
 
     wait_for(
@@ -115,22 +121,7 @@ def _check_spec_metrics(port: int) -> None:
 
 
 def test_up_stops_when_a_producer_is_misconfigured(processes, tmp_path):
-    redis_port, exchange_port, base_port = free_port(), free_port(), free_port() - 1
-    up = ManagedProcess(
-        [
-            PYTHON,
-            "-m",
-            "ntplatform.cli",
-            "up",
-            "--exchange-port",
-            str(exchange_port),
-            "--metrics-base-port",
-            str(base_port),
-        ],
-        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", NT_LEASE_TTL_MS="100"),
-        tmp_path / "up.log",
-    )
-    processes.append(up)
+    up, redis_port, _, _ = _start_up(processes, tmp_path, NT_LEASE_TTL_MS="100")
     wait_for(lambda: up.process.poll() is not None, 90, "up to give up on a misconfigured producer")
     assert up.process.returncode == 1
     output = up.output()

@@ -1,0 +1,109 @@
+"""``report_archive``: each hour of ``report:stream:{SYMBOL}`` as Parquet (docs/archive.md).
+
+Hourly partitions in UTC; one file per symbol and hour. The asset carries its completeness
+check (``check_report_archive_complete``), evaluated in the same run right after the rows
+are read, because that is the moment the stream and the archive can be compared.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+import pyarrow as pa
+import pydantic
+import redis
+
+from assets.resources import ArchiveStorageResource, RedisResource
+from ntplatform import archive, keys
+
+ARCHIVE_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
+CHECK_NAME = "check_report_archive_complete"
+
+
+class ArchiveConfig(dg.Config):
+    """Which symbols to archive; empty means every ``report:stream:*`` in Redis."""
+
+    symbols: list[str] = pydantic.Field(default_factory=list)
+    page_size: int = archive.DEFAULT_PAGE
+
+
+def _symbols(config: ArchiveConfig, redis_resource: RedisResource) -> list[str]:
+    if config.symbols:
+        return sorted({s.strip().upper() for s in config.symbols})
+    prefix = keys.stream_key("")
+    found = redis_resource.client().scan_iter(match=f"{prefix}*", count=500, _type="stream")
+    return sorted(key.decode()[len(prefix) :] for key in found)
+
+
+def _archive_symbol(
+    client: redis.Redis,
+    storage: ArchiveStorageResource,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    page_size: int,
+) -> tuple[pa.Table, str, archive.Completeness]:
+    start_ms, end_ms = archive.to_ms(start), archive.to_ms(end)
+    first = archive.first_stream_id(client, symbol)
+    fresh = archive.rows_to_table(
+        list(archive.read_stream_window(client, symbol, start_ms, end_ms, page_size))
+    )
+    table = archive.merge_trimmed(archive.read_partition(storage.root, symbol, start), fresh, first)
+    path = archive.write_partition(storage.root, symbol, start, table)
+    previous = archive.read_partition(storage.root, symbol, start - timedelta(hours=1))
+    previous_last = max(previous.column("seq").to_pylist(), default=None) if previous else None
+    trimmed = first is None or first.ms > start_ms
+    seqs = [s for s in table.column("seq").to_pylist() if s is not None]
+    return table, path, archive.completeness(seqs, trimmed and table.num_rows > 0, previous_last)
+
+
+@dg.asset(
+    partitions_def=ARCHIVE_PARTITIONS,
+    check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="report_archive")],
+    kinds={"parquet", "redis"},
+    group_name="archive",
+)
+def report_archive(
+    context: dg.AssetExecutionContext,
+    config: ArchiveConfig,
+    redis_db: RedisResource,
+    archive_storage: ArchiveStorageResource,
+) -> dg.MaterializeResult:
+    """Every report of the partition's hour, per symbol, in hive-style Parquet under ``NT_ARCHIVE_DIR``."""
+    window = context.partition_time_window
+    client = redis_db.client()
+    rows: dict[str, int] = {}
+    paths: dict[str, str] = {}
+    lost: dict[str, int] = {}
+    problems: list[str] = []
+    for symbol in _symbols(config, redis_db):
+        table, path, found = _archive_symbol(
+            client, archive_storage, symbol, window.start, window.end, config.page_size
+        )
+        rows[symbol], paths[symbol], lost[symbol] = table.num_rows, path, found.lost
+        context.log.info(f"archived {symbol} {context.partition_key}: {table.num_rows} rows to {path}")
+        if found.lost or found.unverified:
+            problems.append(f"{symbol}: {found.description}")
+    check = dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=not problems,
+        description="; ".join(problems) or f"no reports lost ({sum(rows.values())} archived)",
+        metadata={"lost_per_symbol": dg.MetadataValue.json(lost), "lost": sum(lost.values())},
+    )
+    return dg.MaterializeResult(
+        check_results=[check],
+        metadata={
+            "rows": sum(rows.values()),
+            "rows_per_symbol": dg.MetadataValue.json(rows),
+            "paths": dg.MetadataValue.json(paths),
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+        },
+    )
+
+
+archive_reports = dg.define_asset_job("archive_reports", selection=[report_archive])
+
+# Archive each hour five minutes after it closes, well before the bounded stream trims it.
+archive_reports_schedule = dg.build_schedule_from_partitioned_job(archive_reports, minute_of_hour=5)

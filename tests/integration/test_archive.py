@@ -1,0 +1,128 @@
+"""``report_archive`` against a real Redis: exact rows, idempotent re-runs, detected loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import orjson
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from assets.archive import CHECK_NAME, report_archive
+from assets.resources import ArchiveStorageResource, RedisResource
+from ntplatform import keys
+from tests.archive_samples import HOUR_START_MS, PARTITION_KEY, sample_report
+from tests.conftest import RedisProcess
+
+pytestmark = pytest.mark.integration
+HOUR_MS = 3_600_000
+PART = "date=2026-12-03/hour=14/part.parquet"
+
+
+def _xadd(server: RedisProcess, symbol: str, entries: list[tuple[int, dict[str, Any]]]) -> None:
+    client = server.client()
+    for ms, report in entries:
+        client.xadd(keys.stream_key(symbol), {keys.REPORT_FIELD: orjson.dumps(report)}, id=f"{ms}-*")
+
+
+def _materialize(
+    server: RedisProcess, root: Path, partition: str = PARTITION_KEY, **config: Any
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [report_archive],
+        partition_key=partition,
+        resources={
+            "redis_db": RedisResource(url=server.url),
+            "archive_storage": ArchiveStorageResource(root=str(root)),
+        },
+        run_config={"ops": {"report_archive": {"config": config}}} if config else None,
+    )
+
+
+def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == CHECK_NAME
+    return evaluation
+
+
+def test_archive_writes_exactly_the_hour_and_is_idempotent(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    before = [(HOUR_START_MS - 1, sample_report(1))]
+    times = [HOUR_START_MS + i * 250 for i in range(2500)]
+    inside = [(ms, sample_report(2 + i, ts_ms=ms)) for i, ms in enumerate(times)]
+    after = [(HOUR_START_MS + HOUR_MS, sample_report(2502))]
+    _xadd(redis_server, "BTCUSDT", before + inside + after)
+    _xadd(redis_server, "ETHUSDT", [(HOUR_START_MS + 10, sample_report(1, symbol="ETHUSDT", slow=False))])
+
+    result = _materialize(redis_server, tmp_path, page_size=300)  # several XRANGE pages
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("report_archive")
+    assert materialization.metadata["rows_per_symbol"].value == {"BTCUSDT": 2500, "ETHUSDT": 1}
+    assert materialization.metadata["rows"].value == 2501
+    assert _check(result).passed
+
+    table = pq.read_table(tmp_path / "symbol=BTCUSDT" / PART)
+    assert table.num_rows == 2500
+    assert table.column("seq").to_pylist() == list(range(2, 2502))
+    assert table.column("stream_id").to_pylist()[:2] == [f"{HOUR_START_MS}-0", f"{HOUR_START_MS + 250}-0"]
+    first = table.slice(0, 1).to_pylist()[0]
+    expected = sample_report(2)
+    assert first["best_bid"] == expected["best_bid"]
+    assert first["slow_vwap"] == expected["slow"]["vwap"]
+    assert first["ts_published_ms"] == pd.Timestamp(HOUR_START_MS, unit="ms", tz="UTC")
+    eth = pq.read_table(tmp_path / "symbol=ETHUSDT" / PART).to_pylist()
+    assert len(eth) == 1
+    assert eth[0]["slow_vwap"] is None
+
+    again = _materialize(redis_server, tmp_path)
+    assert again.success
+    assert pq.read_table(tmp_path / "symbol=BTCUSDT" / PART).equals(table)
+
+    # the whole layout reads back as one frame, symbol restored from the path
+    frame = pd.read_parquet(tmp_path)
+    assert len(frame) == 2501
+    assert frame.groupby("symbol", observed=True).size().to_dict() == {"BTCUSDT": 2500, "ETHUSDT": 1}
+
+
+def test_configured_symbols_limit_the_run_and_missing_streams_give_empty_files(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + 1, sample_report(1))])
+    result = _materialize(redis_server, tmp_path, symbols=["solusdt"])
+    assert result.success
+    assert _check(result).passed
+    assert pq.read_table(tmp_path / "symbol=SOLUSDT" / PART).num_rows == 0
+    assert not (tmp_path / "symbol=BTCUSDT").exists()
+
+
+def test_trimmed_stream_fails_the_check_and_counts_the_loss(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    previous = "2026-12-03-13:00"
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS - 1000, sample_report(1))])
+    assert _check(_materialize(redis_server, tmp_path, previous)).passed
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + i, sample_report(2 + i)) for i in range(20)])
+    redis_server.client().xtrim(keys.stream_key("BTCUSDT"), maxlen=15, approximate=False)
+
+    result = _materialize(redis_server, tmp_path)
+    assert result.success  # the data that is left is archived; the check reports the loss
+    check = _check(result)
+    assert not check.passed
+    assert check.metadata["lost"].value == 5
+    assert "BTCUSDT: 5 reports lost before archiving" in (check.description or "")
+    assert pq.read_table(tmp_path / "symbol=BTCUSDT" / PART).num_rows == 15
+
+
+def test_rerun_after_trimming_keeps_rows_archived_before(redis_server: RedisProcess, tmp_path: Path) -> None:
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + i, sample_report(1 + i)) for i in range(10)])
+    assert _check(_materialize(redis_server, tmp_path)).passed
+    redis_server.client().xtrim(keys.stream_key("BTCUSDT"), maxlen=4, approximate=False)
+
+    result = _materialize(redis_server, tmp_path)
+    assert _check(result).passed
+    table = pq.read_table(tmp_path / "symbol=BTCUSDT" / PART)
+    assert table.column("seq").to_pylist() == list(range(1, 11))

@@ -1,0 +1,31 @@
+"""The whole Dagster code location loads, so a moved or renamed module fails CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_definitions_load_and_hold_the_archive() -> None:
+    import definitions
+
+    dg.Definitions.validate_loadable(definitions.defs)
+    graph = definitions.defs.resolve_asset_graph()
+    assert dg.AssetKey("report_archive") in graph.get_all_asset_keys()
+    assert dg.AssetCheckKey(dg.AssetKey("report_archive"), "check_report_archive_complete") in (
+        graph.asset_check_keys
+    )
+    assert definitions.defs.resolve_job_def("archive_reports").name == "archive_reports"
+    assert definitions.defs.resolve_schedule_def("archive_reports_schedule").cron_schedule == "5 * * * *"
+
+
+def test_workspace_points_at_the_definitions_module() -> None:
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    module = workspace["load_from"][0]["python_module"]["module_name"]
+    assert (ROOT / f"{module}.py").is_file()
+    instance = yaml.safe_load((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    assert "sqlite" in instance["storage"]
