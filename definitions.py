@@ -2,7 +2,9 @@
 
 ``workspace.yaml`` points here. Resources are bound once, below, from the environment:
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) and ``NT_ARCHIVE_DIR`` (default
-``data/archive``; a URI such as ``s3://bucket/archive`` works through pyarrow filesystems).
+``data/archive``; a URI such as ``s3://bucket/archive`` works through pyarrow filesystems),
+``SYMBOLS`` (the configured symbols, as the producers read it) and ``NT_EXPECTED_NODES``
+(comma-separated node ids that must always be heartbeating; optional).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import dagster as dg
 
 from assets import archive
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
+from sensors.fleet_diagnosis import diagnose_fleet
+from sensors.heartbeat import producer_heartbeat_sensor
+from sensors.leases import lease_conflict_sensor
+from sensors.resources import FleetResource
 
 
 def _redis_url() -> str | dg.EnvVar:
@@ -20,12 +26,24 @@ def _redis_url() -> str | dg.EnvVar:
     return dg.EnvVar("REDIS_URL") if os.environ.get("REDIS_URL") else DEFAULT_REDIS_URL
 
 
+def _list(name: str, default: str = "") -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+redis_db = RedisResource(url=_redis_url())
+
 defs = dg.Definitions(
     assets=[archive.report_archive],
-    jobs=[archive.archive_reports],
+    jobs=[archive.archive_reports, diagnose_fleet],
     schedules=[archive.archive_reports_schedule],
+    sensors=[producer_heartbeat_sensor, lease_conflict_sensor],
     resources={
-        "redis_db": RedisResource(url=_redis_url()),
+        "redis_db": redis_db,
+        "fleet": FleetResource(
+            redis=redis_db,
+            symbols=[s.upper() for s in _list("SYMBOLS", "BTCUSDT,ETHUSDT")],
+            expected_nodes=_list("NT_EXPECTED_NODES"),
+        ),
         "archive_storage": ArchiveStorageResource(
             root=os.environ.get("NT_ARCHIVE_DIR") or DEFAULT_ARCHIVE_DIR
         ),

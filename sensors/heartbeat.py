@@ -1,0 +1,113 @@
+"""``producer_heartbeat_sensor``: a producer stopped heartbeating, or none is (guide section 4).
+
+Cursor (JSON): ``live`` maps each node seen heartbeating at the last tick to its last
+heartbeat (``started_ms``, ``wall_ms``, ``host``, ``pid``, ``metrics_port``); ``incidents``
+maps each node that is down, and ``*`` for "no active producers", to its open incident.
+
+One incident, one run: a node that was live and has no heartbeat now opens the incident
+``producer_down:{node}:{started_ms}:{wall_ms}`` (its last heartbeat, so a later outage of the
+same process is a new incident); a node in ``FleetResource.expected_nodes`` never seen opens
+``producer_down:{node}:missing-since:{redis_ms}``; no heartbeat at all opens
+``no_active_producers:{redis_ms}`` and covers every missing node. The incident id is the
+run's ``run_key``; it stays open (no new run) until the node heartbeats again.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from ntplatform.diagnosis import FleetSnapshot, diagnose
+from sensors.fleet_diagnosis import diagnose_fleet, incident_run_request
+from sensors.resources import FleetResource
+
+TRIGGER = "producer_heartbeat"
+FLEET = "*"
+REMEMBERED = ("started_ms", "wall_ms", "host", "pid", "metrics_port")
+
+
+@dataclass
+class HeartbeatCursor:
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)
+    incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, raw: str | None) -> "HeartbeatCursor":
+        if not raw:
+            return cls()
+        body = json.loads(raw)
+        return cls(live=dict(body.get("live", {})), incidents=dict(body.get("incidents", {})))
+
+    def dump(self) -> str:
+        return json.dumps({"live": self.live, "incidents": self.incidents}, sort_keys=True)
+
+
+def _node_incident(node: str, last: dict[str, Any] | None, redis_ms: int) -> str:
+    if last:
+        return f"producer_down:{node}:{last.get('started_ms')}:{last.get('wall_ms')}"
+    return f"producer_down:{node}:missing-since:{redis_ms}"
+
+
+def evaluate(
+    cursor: HeartbeatCursor, snapshot: FleetSnapshot, expected_nodes: list[str]
+) -> tuple[list[dg.RunRequest], HeartbeatCursor]:
+    """The run requests for new incidents and the next cursor (no I/O)."""
+    live = snapshot.heartbeats
+    incidents = {
+        node: inc
+        for node, inc in cursor.incidents.items()
+        if not (node in live or (node == FLEET and live))
+    }
+    missing = sorted((set(cursor.live) | set(expected_nodes)) - set(live) - set(incidents))
+    requests = []
+    if not live and FLEET not in incidents:
+        incident = f"no_active_producers:{snapshot.redis_time_ms}"
+        down = sorted(set(missing) | {n for n in incidents if n != FLEET})
+        findings = diagnose(snapshot, expected_nodes=down).of_kind("no_active_producers")
+        requests.append(incident_run_request(incident, TRIGGER, findings, nodes=down))
+        for node in [FLEET, *missing]:
+            incidents[node] = {"id": incident, "since_ms": snapshot.redis_time_ms}
+    elif live:
+        findings_by_node = {
+            f.node: f for f in diagnose(snapshot, expected_nodes=missing).of_kind("node_down")
+        }
+        for node in missing:
+            incident = _node_incident(node, cursor.live.get(node), snapshot.redis_time_ms)
+            finding = findings_by_node[node]
+            owned = (cursor.live.get(node) or {}).get("owned_symbols", [])
+            requests.append(incident_run_request(incident, TRIGGER, [finding], [node], owned))
+            incidents[node] = {"id": incident, "since_ms": snapshot.redis_time_ms}
+    remembered = {
+        node: {k: body.get(k) for k in (*REMEMBERED, "owned_symbols")} for node, body in live.items()
+    }
+    return requests, HeartbeatCursor(live=remembered, incidents=incidents)
+
+
+def _skip_reason(snapshot: FleetSnapshot, cursor: HeartbeatCursor) -> str:
+    count = len(snapshot.heartbeats)
+    down = {n: inc["id"] for n, inc in cursor.incidents.items() if n != FLEET}
+    if not down and not cursor.incidents:
+        return f"all {count} producers heartbeating"
+    if not snapshot.heartbeats:
+        return f"no active producers, run already requested ({cursor.incidents[FLEET]['id']})"
+    still = ", ".join(f"{n} ({i})" for n, i in sorted(down.items()))
+    return f"{count} producers heartbeating; still down, run already requested: {still}"
+
+
+@dg.sensor(
+    job=diagnose_fleet,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def producer_heartbeat_sensor(context: dg.SensorEvaluationContext, fleet: FleetResource) -> dg.SensorResult:
+    """A node that was heartbeating stopped (dead, hung, frozen), or no producer heartbeats at all."""
+    snapshot = fleet.snapshot()
+    requests, cursor = evaluate(HeartbeatCursor.load(context.cursor), snapshot, fleet.expected_nodes)
+    if requests:
+        for request in requests:
+            context.log.warning(f"{TRIGGER}: incident {request.run_key}")
+        return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+    return dg.SensorResult(skip_reason=dg.SkipReason(_skip_reason(snapshot, cursor)), cursor=cursor.dump())
