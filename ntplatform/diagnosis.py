@@ -191,9 +191,7 @@ def _leases(snapshot: FleetSnapshot) -> list[Finding]:
     return found
 
 
-def _clock_skew(
-    snapshot: FleetSnapshot, max_skew_ms: int
-) -> tuple[dict[str, int], list[Finding]]:
+def _clock_skew(snapshot: FleetSnapshot, max_skew_ms: int) -> tuple[dict[str, int], list[Finding]]:
     skews: dict[str, int] = {}
     found = []
     for node, payload in sorted(snapshot.heartbeats.items()):

@@ -57,9 +57,7 @@ def evaluate(
     """The run requests for new incidents and the next cursor (no I/O)."""
     live = snapshot.heartbeats
     incidents = {
-        node: inc
-        for node, inc in cursor.incidents.items()
-        if not (node in live or (node == FLEET and live))
+        node: inc for node, inc in cursor.incidents.items() if not (node in live or (node == FLEET and live))
     }
     missing = sorted((set(cursor.live) | set(expected_nodes)) - set(live) - set(incidents))
     requests = []
@@ -104,7 +102,9 @@ def _skip_reason(snapshot: FleetSnapshot, cursor: HeartbeatCursor) -> str:
 )
 def producer_heartbeat_sensor(context: dg.SensorEvaluationContext, fleet: FleetResource) -> dg.SensorResult:
     """A node that was heartbeating stopped (dead, hung, frozen), or no producer heartbeats at all."""
-    snapshot = fleet.snapshot()
+    snapshot, problem = fleet.snapshot_or_reason()
+    if snapshot is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
     requests, cursor = evaluate(HeartbeatCursor.load(context.cursor), snapshot, fleet.expected_nodes)
     if requests:
         for request in requests:

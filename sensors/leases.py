@@ -1,4 +1,6 @@
-"""``lease_conflict_sensor``: leases held by a node without heartbeat, symbols without owner (guide section 2).
+"""``lease_conflict_sensor``: orphaned leases and symbols without owner (guide section 2).
+
+Orphaned: ``report:writer:{SYMBOL}`` names a node that has no heartbeat.
 
 Both happen briefly during every failover (a lease outlives its dead holder by up to
 ``NT_LEASE_TTL_MS``; a moved symbol is unowned for a fraction of a second), so a finding
@@ -96,7 +98,9 @@ def _skip_reason(snapshot: FleetSnapshot, cursor: LeaseCursor) -> str:
 )
 def lease_conflict_sensor(context: dg.SensorEvaluationContext, fleet: FleetResource) -> dg.SensorResult:
     """Orphaned leases (holder without heartbeat) or symbols nobody holds, persisting over a tick."""
-    snapshot = fleet.snapshot()
+    snapshot, problem = fleet.snapshot_or_reason()
+    if snapshot is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
     requests, cursor = evaluate(LeaseCursor.load(context.cursor), snapshot)
     if requests:
         for request in requests:

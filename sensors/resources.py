@@ -39,6 +39,16 @@ class FleetResource(dg.ConfigurableResource):
             read_latency_ms=round(latency_ms, 3),
         )
 
+    def snapshot_or_reason(self) -> tuple[FleetSnapshot | None, str | None]:
+        """The snapshot, or why it could not be read (Redis down or refusing), for a SkipReason."""
+        try:
+            return self.snapshot(), None
+        except redis.RedisError as error:
+            return (
+                None,
+                f"cannot read the fleet from Redis ({type(error).__name__}: {error}); check REDIS_URL",
+            )
+
     def diagnose(self, expected_nodes: list[str] | None = None) -> Diagnosis:
         """A fresh snapshot diagnosed; ``expected_nodes`` adds to the configured ones."""
         expected = sorted(set(self.expected_nodes) | set(expected_nodes or []))

@@ -20,6 +20,9 @@ def test_definitions_load_and_hold_the_archive() -> None:
         graph.asset_check_keys
     )
     assert definitions.defs.resolve_job_def("archive_reports").name == "archive_reports"
+    assert definitions.defs.resolve_job_def("diagnose_fleet").name == "diagnose_fleet"
+    for sensor in ("producer_heartbeat_sensor", "lease_conflict_sensor"):
+        assert definitions.defs.resolve_sensor_def(sensor).job_name == "diagnose_fleet"
     assert definitions.defs.resolve_schedule_def("archive_reports_schedule").cron_schedule == "5 * * * *"
 
 
