@@ -4,7 +4,8 @@
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) and ``NT_ARCHIVE_DIR`` (default
 ``data/archive``; a URI such as ``s3://bucket/archive`` works through pyarrow filesystems),
 ``SYMBOLS`` (the configured symbols, as the producers read it) and ``NT_EXPECTED_NODES``
-(comma-separated node ids that must always be heartbeating; optional).
+(comma-separated node ids that must always be heartbeating; optional) and
+``NT_SUPERVISOR_URL`` (the control API of ``ntplatform up``, default ``http://127.0.0.1:9199``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStor
 from sensors.fleet_diagnosis import diagnose_fleet
 from sensors.heartbeat import producer_heartbeat_sensor
 from sensors.leases import lease_conflict_sensor
-from sensors.resources import FleetResource
+from sensors.remediation import restart_producer
+from sensors.resources import DEFAULT_SUPERVISOR_URL, FleetResource, SupervisorResource
 
 
 def _redis_url() -> str | dg.EnvVar:
@@ -34,7 +36,7 @@ redis_db = RedisResource(url=_redis_url())
 
 defs = dg.Definitions(
     assets=[archive.report_archive],
-    jobs=[archive.archive_reports, diagnose_fleet],
+    jobs=[archive.archive_reports, diagnose_fleet, restart_producer],
     schedules=[archive.archive_reports_schedule],
     sensors=[producer_heartbeat_sensor, lease_conflict_sensor],
     resources={
@@ -44,6 +46,7 @@ defs = dg.Definitions(
             symbols=[s.upper() for s in _list("SYMBOLS", "BTCUSDT,ETHUSDT")],
             expected_nodes=_list("NT_EXPECTED_NODES"),
         ),
+        "supervisor": SupervisorResource(url=os.environ.get("NT_SUPERVISOR_URL") or DEFAULT_SUPERVISOR_URL),
         "archive_storage": ArchiveStorageResource(
             root=os.environ.get("NT_ARCHIVE_DIR") or DEFAULT_ARCHIVE_DIR
         ),

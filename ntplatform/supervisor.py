@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ from urllib.parse import urlparse
 
 import redis
 
+from ntplatform import supervisor_api
 from ntplatform.logs import EventLog
 from ntplatform.settings import DEFAULT_REPLAY_PATH, redact_url
 
@@ -49,11 +51,14 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+    started_wall: float = 0.0
+    refused: bool = False  # flapping: no more automatic restarts
 
     def start(self) -> None:
         # Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
         self.process = subprocess.Popen(self.argv, env=self.env, process_group=0)
         self.started_at = time.monotonic()
+        self.started_wall = time.time()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -77,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=9100,
         help="node i serves /metrics and /health on this + i (default 9100)",
+    )
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        default=supervisor_api.DEFAULT_CONTROL_PORT,
+        help=f"control API on 127.0.0.1 (default {supervisor_api.DEFAULT_CONTROL_PORT}; 0 disables)",
     )
 
 
@@ -158,6 +169,12 @@ class Supervisor:
         self.redis_url = environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self._stopping = False
         self.failed = False
+        # The control API's thread and the watch loop both restart children: one at a time.
+        self.lock = threading.RLock()
+        self.budget = supervisor_api.RestartBudget(
+            supervisor_api.MAX_RESTARTS, supervisor_api.RESTART_WINDOW_S
+        )
+        self.control: supervisor_api.ControlServer | None = None
 
     def replay_path(self) -> Path | None:
         if self.args.live:
@@ -285,33 +302,57 @@ class Supervisor:
         lines.append("Ctrl-C stops everything started here.\n")
         print("\n".join(lines), file=sys.stderr, flush=True)
 
+    def start_control(self) -> bool:
+        port = int(getattr(self.args, "control_port", 0) or 0)
+        if not port:
+            return True
+        try:
+            self.control = supervisor_api.ControlServer(self, port)
+        except OSError as error:
+            self.log.error("fatal_error", reason="control_port_unavailable", port=port, error=str(error))
+            return False
+        self.control.start()
+        self.log.info("control_api_started", url=f"http://{supervisor_api.LOOPBACK}:{self.control.port}")
+        return True
+
     def watch(self) -> None:
         """Restart producers and the replay exchange that exit, with backoff."""
         while not self._stopping:
-            now = time.monotonic()
-            for child in self.children:
-                if child.alive() or not child.restart:
-                    continue
-                code = child.process.returncode if child.process else None
-                if code == CONFIG_ERROR_EXIT:
-                    self.log.error(
-                        "fatal_error", reason="child_misconfigured", name=child.name, exit_code=code
-                    )
-                    self.failed = True
-                    return
-                if child.next_start == 0.0:
-                    delay = min(30.0, 2.0**child.restarts)
-                    child.next_start = now + delay
-                    self.log.warning("process_exited", name=child.name, exit_code=code, restart_in_s=delay)
-                elif now >= child.next_start:
-                    child.restarts += 1
-                    child.next_start = 0.0
-                    child.start()
-                    self.log.info("process_restarted", name=child.name, restarts=child.restarts)
+            with self.lock:
+                self._watch_once()
+            if self.failed:
+                return
             time.sleep(0.5)
 
+    def _watch_once(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.alive() or not child.restart or child.refused:
+                continue
+            code = child.process.returncode if child.process else None
+            if code == CONFIG_ERROR_EXIT:
+                self.log.error("fatal_error", reason="child_misconfigured", name=child.name, exit_code=code)
+                self.failed = True
+                return
+            if child.next_start == 0.0:
+                delay = min(30.0, 2.0**child.restarts)
+                child.next_start = now + delay
+                self.log.warning("process_exited", name=child.name, exit_code=code, restart_in_s=delay)
+            elif now >= child.next_start and not self.budget.allows(child.name, now):
+                child.refused = True
+                detail = self.budget.refusal(child.name, now)
+                self.log.error(
+                    "restart_refused", name=child.name, reason="flapping", detail=detail, by="watch"
+                )
+            elif now >= child.next_start:
+                self.budget.record(child.name, now)
+                child.restarts += 1
+                child.next_start = 0.0
+                child.start()
+                self.log.info("process_restarted", name=child.name, reason="exited", restarts=child.restarts)
+
     def run(self) -> int:
-        if not self.ensure_redis():
+        if not self.start_control() or not self.ensure_redis():
             return 1
         path = self.replay_path()
         if path is not None and not self.start_replay(path):
@@ -337,15 +378,12 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Stop what was started, newest first: producers, exchange, then Redis."""
+        if self.control is not None:
+            self.control.close()
         for child in reversed(self.children):
-            if child.alive() and child.process is not None:
-                child.process.send_signal(signal.SIGTERM)
-                try:
-                    child.process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.process.kill()
-                    child.process.wait()
-                self.log.info("process_stopped", name=child.name, exit_code=child.process.returncode)
+            if child.alive():
+                code = supervisor_api.stop_child(child, timeout_s=15)
+                self.log.info("process_stopped", name=child.name, exit_code=code)
         self.log.info("shutdown_complete")
 
 
@@ -357,6 +395,8 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return f"--exchange-port {args.exchange_port}: must be from 1 to 65535"
     if not args.metrics_base_port >= 1 or args.metrics_base_port + args.nodes > 65535:
         return f"--metrics-base-port {args.metrics_base_port}: base + nodes must be from 2 to 65535"
+    if not 0 <= args.control_port <= 65535:
+        return f"--control-port {args.control_port}: must be from 0 (off) to 65535"
     if not (math.isfinite(args.speed) and 0 < args.speed <= 1000):
         return f"--speed {args.speed}: must be a number above 0 and at most 1000"
     return None

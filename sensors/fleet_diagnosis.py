@@ -1,10 +1,11 @@
-"""``diagnose_fleet``: the job every fleet sensor launches first. Diagnosis only, no remediation yet.
+"""``diagnose_fleet``: the diagnosis-only job of the fleet sensors, and the diagnosis every
+remediation job records first (``record_diagnosis``).
 
 Its one op reads the fleet again, diagnoses it (``ntplatform.diagnosis``) and records, as
 output metadata of the run and in its log, both what the sensor saw when it raised the
-incident and what the fleet looks like now, in the troubleshooting guide's terms. The
-remediation jobs of issue 5 (restart a producer, release leases, rebalance, resubscribe)
-will follow this op; until then an operator acts on the recorded ``remediation`` lines.
+incident and what the fleet looks like now, in the troubleshooting guide's terms. Remediation
+jobs (``sensors.remediation``: ``restart_producer``) call ``record_diagnosis`` and then act;
+where no remediation job exists yet an operator acts on the recorded ``remediation`` lines.
 """
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
@@ -49,6 +50,31 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
     }
 
 
+def incident_config(
+    incident: str,
+    trigger: str,
+    findings: Sequence[Finding],
+    nodes: Sequence[str] = (),
+    symbols: Sequence[str] = (),
+) -> DiagnoseConfig:
+    return DiagnoseConfig(
+        incident=incident,
+        trigger=trigger,
+        nodes=sorted(nodes),
+        symbols=sorted(symbols),
+        detected=json.dumps([finding_dict(f) for f in findings], sort_keys=True),
+    )
+
+
+def incident_tags(config: DiagnoseConfig) -> dict[str, str]:
+    return {
+        TAG_INCIDENT: config.incident,
+        TAG_TRIGGER: config.trigger,
+        TAG_NODES: ",".join(config.nodes),
+        TAG_SYMBOLS: ",".join(config.symbols),
+    }
+
+
 def incident_run_request(
     incident: str,
     trigger: str,
@@ -57,22 +83,12 @@ def incident_run_request(
     symbols: Sequence[str] = (),
 ) -> dg.RunRequest:
     """One ``diagnose_fleet`` run for one incident; the incident id is the ``run_key``."""
-    config = DiagnoseConfig(
-        incident=incident,
-        trigger=trigger,
-        nodes=sorted(nodes),
-        symbols=sorted(symbols),
-        detected=json.dumps([finding_dict(f) for f in findings], sort_keys=True),
-    )
+    config = incident_config(incident, trigger, findings, nodes, symbols)
     return dg.RunRequest(
         run_key=incident,
+        job_name="diagnose_fleet",
         run_config=dg.RunConfig(ops={OP_NAME: config}),
-        tags={
-            TAG_INCIDENT: incident,
-            TAG_TRIGGER: trigger,
-            TAG_NODES: ",".join(sorted(nodes)),
-            TAG_SYMBOLS: ",".join(sorted(symbols)),
-        },
+        tags=incident_tags(config),
     )
 
 
@@ -85,11 +101,10 @@ def _relevant(diagnosis: Diagnosis, config: DiagnoseConfig) -> list[Finding]:
     ]
 
 
-@dg.op(name=OP_NAME)
-def record_fleet_diagnosis(
+def record_diagnosis(
     context: dg.OpExecutionContext, config: DiagnoseConfig, fleet: FleetResource
-) -> dg.Output[dict[str, Any]]:
-    """Diagnose the fleet now and record it beside what the sensor saw (no remediation)."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Diagnose the fleet now and log it beside what the sensor saw: the record and its metadata."""
     detected = json.loads(config.detected)
     now = fleet.diagnose(expected_nodes=config.nodes)
     relevant = _relevant(now, config)
@@ -114,9 +129,9 @@ def record_fleet_diagnosis(
         "now": verdict,
         "fleet": now.to_dict(),
     }
-    return dg.Output(
+    return (
         record,
-        metadata={
+        {
             "incident": config.incident,
             "trigger": config.trigger,
             "nodes": ", ".join(config.nodes) or "-",
@@ -128,6 +143,15 @@ def record_fleet_diagnosis(
             "clock_skew_ms": dg.MetadataValue.json(now.clock_skew_ms),
         },
     )
+
+
+@dg.op(name=OP_NAME)
+def record_fleet_diagnosis(
+    context: dg.OpExecutionContext, config: DiagnoseConfig, fleet: FleetResource
+) -> dg.Output[dict[str, Any]]:
+    """Diagnose the fleet now and record it beside what the sensor saw (no remediation)."""
+    record, metadata = record_diagnosis(context, config, fleet)
+    return dg.Output(record, metadata=metadata)
 
 
 @dg.job

@@ -10,6 +10,11 @@ same process is a new incident); a node in ``FleetResource.expected_nodes`` neve
 ``producer_down:{node}:missing-since:{redis_ms}``; no heartbeat at all opens
 ``no_active_producers:{redis_ms}`` and covers every missing node. The incident id is the
 run's ``run_key``; it stays open (no new run) until the node heartbeats again.
+
+Jobs: a single node down launches ``restart_producer`` for it (diagnosis, then a restart
+through the supervisor); no active producers at all launches ``diagnose_fleet`` only, since
+when every node is gone the cause is rarely the nodes themselves (Redis, the network, the
+host, ``ntplatform up`` itself) and restarting them blindly would hide it.
 """
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
@@ -22,6 +27,7 @@ import dagster as dg
 
 from ntplatform.diagnosis import FleetSnapshot, diagnose
 from sensors.fleet_diagnosis import diagnose_fleet, incident_run_request
+from sensors.remediation import restart_producer, restart_run_request
 from sensors.resources import FleetResource
 
 TRIGGER = "producer_heartbeat"
@@ -76,7 +82,7 @@ def evaluate(
             incident = _node_incident(node, cursor.live.get(node), snapshot.redis_time_ms)
             finding = findings_by_node[node]
             owned = (cursor.live.get(node) or {}).get("owned_symbols", [])
-            requests.append(incident_run_request(incident, TRIGGER, [finding], [node], owned))
+            requests.append(restart_run_request(incident, TRIGGER, [finding], node, owned))
             incidents[node] = {"id": incident, "since_ms": snapshot.redis_time_ms}
     remembered = {
         node: {k: body.get(k) for k in (*REMEMBERED, "owned_symbols")} for node, body in live.items()
@@ -96,7 +102,7 @@ def _skip_reason(snapshot: FleetSnapshot, cursor: HeartbeatCursor) -> str:
 
 
 @dg.sensor(
-    job=diagnose_fleet,
+    jobs=[restart_producer, diagnose_fleet],
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )

@@ -5,6 +5,9 @@ No ``from __future__ import annotations``: Dagster reads the field annotations a
 
 import json
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import dagster as dg
@@ -108,3 +111,44 @@ def _read_leases(client: redis.Redis) -> dict[str, WriterLease]:
             token=int(token) if token is not None else None,
         )
     return leases
+
+
+DEFAULT_SUPERVISOR_URL = "http://127.0.0.1:9199"
+
+
+class SupervisorError(Exception):
+    """The supervisor refused or failed a request; ``status`` is its HTTP status (0: unreachable)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SupervisorResource(dg.ConfigurableResource):
+    """The control API of ``ntplatform up`` (``NT_SUPERVISOR_URL``): list and restart its processes."""
+
+    url: str = DEFAULT_SUPERVISOR_URL
+    timeout_s: float = 30.0  # a restart may wait 10 s for SIGTERM before SIGKILL
+
+    def processes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/processes"))
+
+    def restart(self, name: str) -> dict[str, Any]:
+        """``{name, old_pid, new_pid}``; ``SupervisorError`` (409: flapping, 404: unknown name)."""
+        return dict(self._call("POST", f"/processes/{urllib.parse.quote(name, safe='')}/restart"))
+
+    def _call(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(self.url.rstrip("/") + path, method=method)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                message = str(json.loads(error.read()).get("error"))
+            except (ValueError, AttributeError):
+                message = error.reason
+            raise SupervisorError(error.code, f"supervisor {method} {path}: {error.code} {message}") from None
+        except OSError as error:
+            raise SupervisorError(
+                0, f"supervisor at {self.url} unreachable ({error}); is `ntplatform up` running?"
+            ) from None

@@ -10,7 +10,7 @@ import pytest
 
 from assets.resources import RedisResource
 from ntplatform import keys
-from sensors.fleet_diagnosis import OP_NAME, TAG_INCIDENT, TAG_NODES, diagnose_fleet
+from sensors.fleet_diagnosis import OP_NAME, TAG_INCIDENT, TAG_NODES, DiagnoseConfig, diagnose_fleet
 from sensors.heartbeat import producer_heartbeat_sensor
 from sensors.leases import lease_conflict_sensor
 from sensors.resources import FleetResource
@@ -72,12 +72,15 @@ def _tick(sensor: Any, fleet: FleetResource, cursor: str | None) -> dg.SensorRes
 
 
 def _op_config(request: dg.RunRequest) -> dict[str, Any]:
-    return dict(request.run_config["ops"][OP_NAME]["config"])
+    (op_config,) = request.run_config["ops"].values()  # diagnose_fleet or a remediation job: one op
+    return dict(op_config["config"])
 
 
 def _diagnosis_metadata(fleet: FleetResource, request: dg.RunRequest) -> dict[str, Any]:
+    """What ``diagnose_fleet`` records for the incident of ``request`` (whichever job it launches)."""
+    config = {k: v for k, v in _op_config(request).items() if k in DiagnoseConfig.model_fields}
     result = diagnose_fleet.execute_in_process(
-        run_config=request.run_config, tags=request.tags, resources={"fleet": fleet}
+        run_config={"ops": {OP_NAME: {"config": config}}}, tags=request.tags, resources={"fleet": fleet}
     )
     assert result.success
     outputs = [e for e in result.all_node_events if e.is_successful_output]
@@ -103,9 +106,11 @@ def test_heartbeat_sensor_healthy_down_duplicate_and_recovery(redis_server: Redi
     request = down.run_requests[0]
     incident = f"producer_down:n2:{STARTED['n2']}:{live_n2['wall_ms']}"
     assert request.run_key == incident
+    assert request.job_name == "restart_producer"
     assert request.tags[TAG_INCIDENT] == incident
     assert request.tags[TAG_NODES] == "n2"
     op_config = _op_config(request)
+    assert op_config["node_id"] == "n2"
     assert op_config["nodes"] == ["n2"]
     assert op_config["symbols"] == ["ETHUSDT"]
     assert json.loads(op_config["detected"])[0]["kind"] == "node_down"
@@ -139,6 +144,7 @@ def test_heartbeat_sensor_no_producers_at_all_is_one_run(redis_server: RedisProc
     request = first.run_requests[0]
     assert request.run_key is not None
     assert request.run_key.startswith("no_active_producers:")
+    assert request.job_name == "diagnose_fleet"  # every node gone: diagnose, do not restart blindly
     assert _op_config(request)["nodes"] == ["n1"]
 
     again = _tick(producer_heartbeat_sensor, fleet, first.cursor)

@@ -21,8 +21,10 @@ def test_definitions_load_and_hold_the_archive() -> None:
     )
     assert definitions.defs.resolve_job_def("archive_reports").name == "archive_reports"
     assert definitions.defs.resolve_job_def("diagnose_fleet").name == "diagnose_fleet"
-    for sensor in ("producer_heartbeat_sensor", "lease_conflict_sensor"):
-        assert definitions.defs.resolve_sensor_def(sensor).job_name == "diagnose_fleet"
+    assert definitions.defs.resolve_job_def("restart_producer").name == "restart_producer"
+    heartbeat = definitions.defs.resolve_sensor_def("producer_heartbeat_sensor")
+    assert {job.name for job in heartbeat.jobs} == {"restart_producer", "diagnose_fleet"}
+    assert definitions.defs.resolve_sensor_def("lease_conflict_sensor").job_name == "diagnose_fleet"
     assert definitions.defs.resolve_schedule_def("archive_reports_schedule").cron_schedule == "5 * * * *"
 
 
