@@ -79,6 +79,8 @@ class AnalyticsActor(Actor):
         # (BTCUSDT-PERP); reports use the exchange's (BTCUSDT).
         self._trackers: dict[str, SymbolTracker] = {}
         self._following = False  # between on_start and on_stop
+        self._last_fast_ns: int | None = None  # when each cycle last ran
+        self._last_slow_ns: int | None = None
         self._runtime: Runtime | None = None
 
     def bind(self, runtime: Runtime) -> None:
@@ -239,11 +241,16 @@ class AnalyticsActor(Actor):
 
     def _on_fast_timer(self, event: TimeEvent) -> None:
         now_ns = self.clock.timestamp_ns()
-        decision, lag_ms = decide(event.ts_event, now_ns, self._config.report_period_ms)
+        decision, lag_ms = decide(self._last_fast_ns, now_ns, self._config.report_period_ms)
         if decision is CycleDecision.SKIP:
             self.runtime.metrics.cycle_skips.labels("fast").inc()
-            self.runtime.log.debug("fast_cycle_skip", lag_ms=lag_ms)
+            self.runtime.log.debug("fast_cycle_skip", reason="queued_behind_previous_run")
             return
+        if decision is CycleDecision.RUN_LAGGING:
+            self.runtime.log.warning(
+                "fast_cycle_lag_detected", lag_ms=lag_ms, period_ms=self._config.report_period_ms
+            )
+        self._last_fast_ns = now_ns
         started = time.perf_counter()
         reports = {}
         for tracker in self._trackers.values():
@@ -277,13 +284,16 @@ class AnalyticsActor(Actor):
     def _on_slow_timer(self, event: TimeEvent) -> None:
         now_ns = self.clock.timestamp_ns()
         period_ms = self._config.slow_period_ms
-        decision, lag_ms = decide(event.ts_event, now_ns, period_ms)
+        decision, lag_ms = decide(self._last_slow_ns, now_ns, period_ms)
         if decision is CycleDecision.SKIP:
             self.runtime.metrics.cycle_skips.labels("slow").inc()
-            self.runtime.log.warning("slow_cycle_skip", lag_ms=lag_ms, period_ms=period_ms)
+            self.runtime.log.warning(
+                "slow_cycle_skip", reason="queued_behind_previous_run", period_ms=period_ms
+            )
             return
         if decision is CycleDecision.RUN_LAGGING:
             self.runtime.log.warning("slow_cycle_lag_detected", lag_ms=lag_ms, period_ms=period_ms)
+        self._last_slow_ns = now_ns
         started = time.perf_counter()
         for tracker in self._trackers.values():
             tracker.slow_cycle(now_ns)
