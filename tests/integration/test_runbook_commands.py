@@ -100,7 +100,7 @@ def test_runbook_commands_work_against_a_running_fleet(processes, tmp_path):
                 capture_output=True,
                 text=True,
                 timeout=30,
-                cwd=ROOT,
+                cwd=tmp_path,  # anything a command writes stays out of the checkout
                 env=python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
             )
         except subprocess.TimeoutExpired:
