@@ -5,7 +5,8 @@
 ``data/archive``; a URI such as ``s3://bucket/archive`` works through pyarrow filesystems),
 ``SYMBOLS`` (the configured symbols, as the producers read it) and ``NT_EXPECTED_NODES``
 (comma-separated node ids that must always be heartbeating; optional) and
-``NT_SUPERVISOR_URL`` (the control API of ``ntplatform up``, default ``http://127.0.0.1:9199``).
+``NT_SUPERVISOR_URL`` (the control API of ``ntplatform up``, default ``http://127.0.0.1:9199``)
+and ``NT_CONTROL_SECRET`` (the producers' shared secret for signed commands on ``nt:control``).
 """
 
 from __future__ import annotations
@@ -16,29 +17,45 @@ import dagster as dg
 
 from assets import archive
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
+from sensors.churn import excessive_rebalancing_sensor, ws_resubscribe_loop_sensor
 from sensors.fleet_diagnosis import diagnose_fleet
 from sensors.heartbeat import producer_heartbeat_sensor
 from sensors.leases import lease_conflict_sensor
 from sensors.remediation import restart_producer
-from sensors.resources import DEFAULT_SUPERVISOR_URL, FleetResource, SupervisorResource
+from sensors.resources import DEFAULT_SUPERVISOR_URL, ControlResource, FleetResource, SupervisorResource
+from sensors.staleness import market_data_staleness_sensor
+from sensors.symbol_remediation import force_rebalance, release_orphaned_leases, resubscribe_symbol
 
 
-def _redis_url() -> str | dg.EnvVar:
-    # The URL may carry a password: read through EnvVar so Dagster never stores or shows it.
-    return dg.EnvVar("REDIS_URL") if os.environ.get("REDIS_URL") else DEFAULT_REDIS_URL
+def _secret(name: str, default: str = "") -> str | dg.EnvVar:
+    # Passwords and secrets are read through EnvVar so Dagster never stores or shows them.
+    return dg.EnvVar(name) if os.environ.get(name) else default
 
 
 def _list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
-redis_db = RedisResource(url=_redis_url())
+redis_db = RedisResource(url=_secret("REDIS_URL", DEFAULT_REDIS_URL))
 
 defs = dg.Definitions(
     assets=[archive.report_archive],
-    jobs=[archive.archive_reports, diagnose_fleet, restart_producer],
+    jobs=[
+        archive.archive_reports,
+        diagnose_fleet,
+        restart_producer,
+        resubscribe_symbol,
+        release_orphaned_leases,
+        force_rebalance,
+    ],
     schedules=[archive.archive_reports_schedule],
-    sensors=[producer_heartbeat_sensor, lease_conflict_sensor],
+    sensors=[
+        producer_heartbeat_sensor,
+        lease_conflict_sensor,
+        market_data_staleness_sensor,
+        excessive_rebalancing_sensor,
+        ws_resubscribe_loop_sensor,
+    ],
     resources={
         "redis_db": redis_db,
         "fleet": FleetResource(
@@ -46,6 +63,7 @@ defs = dg.Definitions(
             symbols=[s.upper() for s in _list("SYMBOLS", "BTCUSDT,ETHUSDT")],
             expected_nodes=_list("NT_EXPECTED_NODES"),
         ),
+        "control_channel": ControlResource(redis=redis_db, secret=_secret("NT_CONTROL_SECRET")),
         "supervisor": SupervisorResource(url=os.environ.get("NT_SUPERVISOR_URL") or DEFAULT_SUPERVISOR_URL),
         "archive_storage": ArchiveStorageResource(
             root=os.environ.get("NT_ARCHIVE_DIR") or DEFAULT_ARCHIVE_DIR

@@ -31,6 +31,15 @@ GUIDE_LEASE_CONFLICTS = "2. Lease Conflicts"
 GUIDE_CLOCK_SKEW = "2.A Clock Skew Between Nodes"
 GUIDE_CONFIG = "2.C Incorrect Configuration"
 GUIDE_HUNG = "4.C Deadlock or Hung Process"
+GUIDE_STALE = "1. Market Data Stale"
+GUIDE_REBALANCING = "3. Excessive Rebalancing"
+GUIDE_RECONNECT_LOOPS = "7. WebSocket Reconnection Loops"
+
+STALE_AFTER_MS = 5000  # MarketDataCritical: data older than this, or no report for this long
+MAX_REBALANCE_RATE = 0.05  # per second, fleet-wide: ExcessiveRebalancing
+MAX_RESUBSCRIBE_RATE = 0.1  # per second per node: ExcessiveWebSocketResubscriptions
+# Resubscriptions that are the platform's own doing, not a loop: rebalancing and commands.
+EXPECTED_RESUBSCRIBE_REASONS = ("symbol_acquired", "control_command")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,21 @@ class WriterLease:
 
 
 @dataclass(frozen=True)
+class LatestReport:
+    """The newest report of a symbol: who wrote it, how old its data was, when it was written.
+
+    ``written_ms`` is Redis's clock (the stream entry id), so node clock skew does not matter;
+    None when only ``report:{SYMBOL}`` exists (streams disabled).
+    """
+
+    symbol: str
+    node_id: str | None
+    seq: int | None
+    data_age_ms: int | None
+    written_ms: int | None
+
+
+@dataclass(frozen=True)
 class FleetSnapshot:
     """What one read of Redis shows about the fleet."""
 
@@ -54,6 +78,7 @@ class FleetSnapshot:
     heartbeat_pttl_ms: Mapping[str, int] = field(default_factory=dict)  # node id -> key PTTL
     health: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)  # None: unreachable
     read_latency_ms: float | None = None
+    reports: Mapping[str, LatestReport] = field(default_factory=dict)  # symbol -> newest report
 
     def all_symbols(self) -> list[str]:
         return sorted(set(self.symbols) | set(self.leases))
@@ -82,6 +107,7 @@ class Diagnosis:
     findings: list[Finding]
     clock_skew_ms: dict[str, int]
     owners: dict[str, str]
+    redis_latency_ms: float | None = None  # one TIME round trip from where the diagnosis ran
 
     @property
     def healthy(self) -> bool:
@@ -96,6 +122,7 @@ class Diagnosis:
     def to_markdown(self) -> str:
         lines = [
             f"**Live nodes** ({len(self.live_nodes)}): {', '.join(self.live_nodes) or 'none'}",
+            f"**Redis round trip**: {self.redis_latency_ms} ms",
             "",
         ]
         if not self.findings:
@@ -270,6 +297,95 @@ def _health(snapshot: FleetSnapshot) -> list[Finding]:
     return found
 
 
+def _staleness(snapshot: FleetSnapshot) -> list[Finding]:
+    """Symbols whose live writer publishes old data, or has stopped publishing."""
+    found = []
+    for symbol in snapshot.all_symbols():
+        lease, report = snapshot.leases.get(symbol), snapshot.reports.get(symbol)
+        if lease is None or lease.holder not in snapshot.heartbeats or report is None:
+            continue  # unowned / orphaned are their own findings; no report yet: just started
+        silent_ms = None if report.written_ms is None else snapshot.redis_time_ms - report.written_ms
+        age = report.data_age_ms
+        if silent_ms is not None and silent_ms > STALE_AFTER_MS:
+            detail = f"no report for {silent_ms} ms although {lease.holder} holds the lease"
+        elif age is not None and age > STALE_AFTER_MS:
+            detail = f"latest report (seq {report.seq}) carries market data {age} ms old"
+        else:
+            continue
+        found.append(
+            Finding(
+                kind="symbol_stale",
+                subject=symbol,
+                detail=detail,
+                remediation=f"make {lease.holder} resubscribe {symbol} (fresh snapshot); if that does "
+                "not help, check the exchange connection and restart the node",
+                guide=GUIDE_STALE,
+                node=lease.holder,
+                symbol=symbol,
+                data={"data_age_ms": age, "silent_ms": silent_ms, "seq": report.seq},
+            )
+        )
+    return found
+
+
+def counter_increase(previous: float | None, current: float) -> float:
+    """How much a counter grew since ``previous``; a drop means the process restarted."""
+    if previous is None:
+        return 0.0
+    return current - previous if current >= previous else current
+
+
+def excessive_rebalancing(
+    by_node: Mapping[str, float], seconds: float, restarted: Sequence[str]
+) -> Finding | None:
+    """Each node's ``nt_hrw_rebalances_total`` growth over ``seconds``, and the nodes that restarted."""
+    rates = {node: (increase / seconds if seconds > 0 else 0.0) for node, increase in by_node.items()}
+    if not rates or max(rates.values()) <= MAX_REBALANCE_RATE:
+        return None
+    cause = (
+        f"node flapping: {', '.join(restarted)} restarted meanwhile"
+        if restarted
+        else "no node restarted: heartbeats expiring (network/Redis) or settings too aggressive"
+    )
+    shown = ", ".join(f"{node} {rate:.3f}/s" for node, rate in sorted(rates.items()))
+    return Finding(
+        kind="excessive_rebalancing",
+        subject="fleet",
+        detail=f"ownership changes over {seconds:.0f} s: {shown} "
+        f"(limit {MAX_REBALANCE_RATE}/s per node); {cause}",
+        remediation="find why the flapping node restarts (fatal_error, exit code) and stop it"
+        if restarted
+        else "check Redis latency and heartbeat TTLs; raise NT_REBALANCE_INTERVAL_SEC, "
+        "NT_HRW_STICKY_PCT, NT_MIN_HOLD_MS",
+        guide=GUIDE_REBALANCING,
+        data={
+            "rate_per_s": {n: round(r, 4) for n, r in rates.items()},
+            "seconds": seconds,
+            "restarted": list(restarted),
+        },
+    )
+
+
+def resubscribe_loop(node: str, by_reason: Mapping[str, float], seconds: float) -> Finding | None:
+    """A node's ``nt_ws_resubscribe_total`` growth by reason; expected reasons do not count."""
+    looping = {r: v for r, v in by_reason.items() if r not in EXPECTED_RESUBSCRIBE_REASONS and v > 0}
+    rate = sum(looping.values()) / seconds if seconds > 0 else 0.0
+    if rate <= MAX_RESUBSCRIBE_RATE:
+        return None
+    reasons = ", ".join(f"{r}={v:g}" for r, v in sorted(looping.items()))
+    return Finding(
+        kind="ws_resubscribe_loop",
+        subject=node,
+        detail=f"{rate:.2f} resubscriptions/s over {seconds:.0f} s "
+        f"(limit {MAX_RESUBSCRIBE_RATE}/s): {reasons}",
+        remediation="reconnect: check the exchange's status and the network path; resync: look for "
+        "book_resync reasons (sequence_gap = lost messages) and 429s (book_snapshot_failed)",
+        guide=GUIDE_RECONNECT_LOOPS,
+        node=node,
+        data={"rate_per_s": round(rate, 4), "by_reason": dict(by_reason), "seconds": seconds},
+    )
+
+
 def diagnose(
     snapshot: FleetSnapshot,
     expected_nodes: Sequence[str] = (),
@@ -280,6 +396,7 @@ def diagnose(
     findings = [
         *_node_down(snapshot, expected_nodes),
         *_leases(snapshot),
+        *_staleness(snapshot),
         *skew_findings,
         *_settings_mismatch(snapshot),
         *_health(snapshot),
@@ -290,4 +407,5 @@ def diagnose(
         findings=findings,
         clock_skew_ms=skews,
         owners={symbol: lease.holder for symbol, lease in sorted(snapshot.leases.items())},
+        redis_latency_ms=snapshot.read_latency_ms,
     )

@@ -23,6 +23,7 @@ T = TypeVar("T")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ACCOUNTS = ("spot", "usdm")
+MIN_SECRET_CHARS = 16
 DEFAULT_REPLAY_PATH = Path("../shared/data/binance/spot")
 
 
@@ -54,6 +55,7 @@ class Settings:
     stream_maxlen: int = 100_000
     exchange_connect_timeout_sec: float = 30.0
     clock_offset_ms: int = 0
+    control_secret: str | None = dataclasses.field(default=None, repr=False)  # NT_CONTROL_SECRET
 
     @property
     def heartbeat_ttl_ms(self) -> int:
@@ -82,6 +84,7 @@ class Settings:
         data["symbols"] = list(self.symbols)
         data["heartbeat_ttl_ms"] = self.heartbeat_ttl_ms
         data["coordination_fingerprint"] = self.coordination_fingerprint()
+        data["control_secret"] = "***" if self.control_secret else None
         return data
 
 
@@ -154,6 +157,14 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     return value.rstrip("/")
 
 
+def _parse_secret(name: str, raw: str) -> str:
+    secret = raw.strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        # Never echo the value: say only how long it was.
+        raise ConfigError(name, f"<{len(secret)} characters>", f"at least {MIN_SECRET_CHARS} characters")
+    return secret
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``."""
     parsed = urlparse(url)
@@ -222,6 +233,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "NT_CLOCK_OFFSET_MS", _int_in(-86_400_000, 86_400_000), d.clock_offset_ms
         ),
         stream_maxlen=_field(env, "NT_STREAM_MAXLEN", _int_in(1, 100_000_000), d.stream_maxlen),
+        control_secret=_field(env, "NT_CONTROL_SECRET", _parse_secret, d.control_secret),
     )
     _check_cross_fields(settings)
     return settings

@@ -114,6 +114,7 @@ class AnalyticsActor(Actor):
         self._loop_thread = threading.get_ident()
         coordinator = self.runtime.publisher.coordinator
         coordinator.on_target = self._target_changed
+        coordinator.control.resubscribe = self._request_resubscribe
         self._following = True
         self._follow_target()
         self.clock.set_timer(
@@ -144,6 +145,34 @@ class AnalyticsActor(Actor):
                 self._follow(instrument_id)
             elif followed and not wanted:
                 self._unfollow(instrument_id)
+
+    def _request_resubscribe(self, symbol: str) -> bool:
+        """Called on the publisher thread by a ``resubscribe`` command; False if not followed."""
+        instrument_id = next((i for i in self._instrument_ids if binance_symbol(i) == symbol), None)
+        if instrument_id is None or instrument_id.symbol.value not in self._trackers:
+            return False
+        self._loop.call_soon_threadsafe(self._resubscribe, instrument_id)
+        return True
+
+    def _resubscribe(self, instrument_id: InstrumentId) -> None:
+        """Renew the symbol's subscriptions: the book is rebuilt from a fresh snapshot."""
+        tracker = self._trackers.get(instrument_id.symbol.value)
+        if tracker is None:  # released meanwhile
+            return
+        tracker.lose_sync()
+        self.runtime.state.update_symbol(tracker.symbol, book_synced=False)
+        self.runtime.metrics.book_synced.labels(tracker.symbol).set(0)
+        self.unsubscribe_order_book_deltas(instrument_id)
+        self.unsubscribe_trade_ticks(instrument_id)
+        self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
+        self.subscribe_trade_ticks(instrument_id)
+        self.runtime.metrics.ws_resubscribe.labels("control_command").inc()
+        self.runtime.log.info(
+            "ws_resubscribe",
+            reason="control_command",
+            symbol=tracker.symbol,
+            instrument_id=str(instrument_id),
+        )
 
     def _follow(self, instrument_id: InstrumentId) -> None:
         symbol = binance_symbol(instrument_id)

@@ -4,7 +4,8 @@ Runs on the publisher thread. Every ``NT_HEARTBEAT_INTERVAL_MS`` it writes this 
 heartbeat (TTL 5 × interval) and reads every peer's; live nodes are those whose key
 exists. Every ``NT_REBALANCE_INTERVAL_SEC``, or at once when membership changes (a key
 appeared or expired, or a peer announced ``join``/``leave`` on the coordination
-channel), it recomputes the assignment with ``ntplatform.coordination.hrw`` from the
+channel) or a signed ``rebalance`` command arrived on ``nt:control``
+(``producer.control``), it recomputes the assignment with ``ntplatform.coordination.hrw`` from the
 live nodes and the current lease holders, and hands this node's share to the publisher
 (leases) and the actor (market data). A symbol held for less than ``NT_MIN_HOLD_MS``
 is not given up yet. Wall-clock time is used only for what the heartbeat reports, never
@@ -21,10 +22,11 @@ from collections.abc import Callable
 import orjson
 import redis
 
-from ntplatform import keys
+from ntplatform import control, keys
 from ntplatform.coordination.hrw import assign
 from ntplatform.logs import EventLog
 from ntplatform.settings import Settings
+from producer.control import ControlHandler
 from producer.health import NodeState
 from producer.metrics import ProducerMetrics
 
@@ -55,6 +57,13 @@ class Coordinator:
         self._next_rebalance = 0.0
         self._live: list[str] = []
         self._reported_mismatch: dict[str, str] = {}
+        host = settings.metrics_host
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104 - listening everywhere: peers use the host name
+            host = socket.gethostname()
+        self._metrics_url = f"http://{host}:{settings.metrics_port}"
+        self.control = ControlHandler(
+            client, settings.node_id, settings.control_secret, metrics, log, wall_ms
+        )
         self.target: set[str] = set() if settings.enable_multi_instance else set(settings.symbols)
         self.on_target: Callable[[list[str]], None] = lambda symbols: None
         # Told every fencing token seen in a peer's heartbeat, so tokens keep rising even
@@ -66,7 +75,7 @@ class Coordinator:
     def connected(self) -> None:
         """(Re)join after a connection to Redis was made."""
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(CHANNEL)
+        self._pubsub.subscribe(CHANNEL, control.CHANNEL)
         self._next_heartbeat = 0.0
         self._announce("join")
 
@@ -108,6 +117,11 @@ class Coordinator:
             message = self._pubsub.get_message(timeout=0.0)
             if message is None:
                 break
+            if _text(message["channel"]) == control.CHANNEL:
+                if self.control.handle(message["data"]):
+                    reason = "control_command"
+                    self._next_heartbeat = 0.0  # read membership first
+                continue
             try:
                 body = orjson.loads(message["data"])
             except (orjson.JSONDecodeError, TypeError):
@@ -133,6 +147,7 @@ class Coordinator:
             "heartbeat_interval_ms": s.heartbeat_interval_ms,
             "rebalance_interval_sec": s.rebalance_interval_sec,
             "metrics_port": s.metrics_port,
+            "metrics_url": self._metrics_url,
         }
         self._client.set(keys.node_key(s.node_id), orjson.dumps(payload), px=s.heartbeat_ttl_ms)
         self._metrics.node_heartbeat.labels(s.node_id).set(1)

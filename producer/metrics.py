@@ -140,3 +140,9 @@ class ProducerMetrics:
             ["symbol", "kind"],
             registry=r,
         )
+        self.control_commands = Counter(
+            "nt_control_commands",
+            "Commands received on the control channel, by command and outcome (accepted/refused).",
+            ["command", "outcome"],
+            registry=r,
+        )

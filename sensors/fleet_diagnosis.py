@@ -141,6 +141,7 @@ def record_diagnosis(
             "report": dg.MetadataValue.md(now.to_markdown()),
             "live_nodes": ", ".join(now.live_nodes) or "none",
             "clock_skew_ms": dg.MetadataValue.json(now.clock_skew_ms),
+            "redis_latency_ms": now.redis_latency_ms if now.redis_latency_ms is not None else -1.0,
         },
     )
 

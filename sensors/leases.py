@@ -9,39 +9,28 @@ once for a lease that never expires (PTTL -1), which nothing will clear.
 
 Incidents: ``orphaned_lease:{symbol}:{holder}:{token}`` and
 ``symbol_unowned:{symbol}:{first_seen_redis_ms}``; the id is the run's ``run_key`` and stays in
-``open`` (no new run) while the finding persists. With no producer heartbeating at all, this
-sensor stands aside: ``producer_heartbeat_sensor`` raises ``no_active_producers``.
+``open`` (no new run) while the finding persists (``sensors.incidents``). With no producer
+heartbeating at all, this sensor stands aside: ``producer_heartbeat_sensor`` raises
+``no_active_producers``.
+
+Jobs: an orphaned lease launches ``release_orphaned_leases`` (release it, rebalance, wait for
+a live writer); an unowned symbol launches ``force_rebalance``.
 """
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
 import json
-from dataclasses import dataclass, field
 
 import dagster as dg
 
 from ntplatform.diagnosis import Finding, FleetSnapshot, diagnose
-from sensors.fleet_diagnosis import diagnose_fleet, incident_run_request
+from sensors.incidents import IncidentBook, sensor_result
 from sensors.resources import FleetResource
+from sensors.symbol_remediation import force_rebalance, release_orphaned_leases, symbol_run_request
 
 TRIGGER = "lease_conflict"
 KINDS = ("orphaned_lease", "symbol_unowned")
-
-
-@dataclass
-class LeaseCursor:
-    pending: dict[str, int] = field(default_factory=dict)  # finding key -> first seen (Redis ms)
-    open: dict[str, str] = field(default_factory=dict)  # finding key -> incident id
-
-    @classmethod
-    def load(cls, raw: str | None) -> "LeaseCursor":
-        if not raw:
-            return cls()
-        body = json.loads(raw)
-        return cls(pending=dict(body.get("pending", {})), open=dict(body.get("open", {})))
-
-    def dump(self) -> str:
-        return json.dumps({"pending": self.pending, "open": self.open}, sort_keys=True)
+JOBS = {"orphaned_lease": "release_orphaned_leases", "symbol_unowned": "force_rebalance"}
 
 
 def _key(finding: Finding) -> str:
@@ -54,45 +43,30 @@ def _incident(key: str, finding: Finding, first_seen_ms: int) -> str:
     return key if finding.kind == "orphaned_lease" else f"{key}:{first_seen_ms}"
 
 
-def evaluate(cursor: LeaseCursor, snapshot: FleetSnapshot) -> tuple[list[dg.RunRequest], LeaseCursor]:
-    """The run requests for confirmed new incidents and the next cursor (no I/O)."""
+def _never_expires(finding: Finding) -> bool:
+    return finding.kind == "orphaned_lease" and finding.data.get("pttl_ms", 0) < 0
+
+
+def evaluate(book: IncidentBook, snapshot: FleetSnapshot) -> tuple[list[dg.RunRequest], IncidentBook]:
+    """The run requests for confirmed new incidents and the next book (no I/O)."""
     if not snapshot.heartbeats:
-        return [], LeaseCursor()
+        return [], IncidentBook()
     current = {_key(f): f for f in diagnose(snapshot).of_kind(*KINDS)}
-    opened = {k: v for k, v in cursor.open.items() if k in current}
-    pending = {k: v for k, v in cursor.pending.items() if k in current and k not in opened}
-    requests = []
-    for key, finding in sorted(current.items()):
-        if key in opened:
-            continue
-        never_expires = finding.kind == "orphaned_lease" and finding.data.get("pttl_ms", 0) < 0
-        if key not in pending and not never_expires:
-            pending[key] = snapshot.redis_time_ms
-            continue
-        incident = _incident(key, finding, pending.pop(key, snapshot.redis_time_ms))
-        nodes = [finding.node] if finding.node else []
-        symbols = [finding.symbol] if finding.symbol else []
-        requests.append(incident_run_request(incident, TRIGGER, [finding], nodes, symbols))
-        opened[key] = incident
-    return requests, LeaseCursor(pending=pending, open=opened)
+    new, book = book.update(current, snapshot.redis_time_ms, _never_expires, _incident)
+    requests = [
+        symbol_run_request(JOBS[f.kind], incident, TRIGGER, [f], [str(f.symbol)]) for incident, f in new
+    ]
+    return requests, book
 
 
-def _skip_reason(snapshot: FleetSnapshot, cursor: LeaseCursor) -> str:
+def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
     if not snapshot.heartbeats:
         return "no producer heartbeating: left to producer_heartbeat_sensor"
-    parts = []
-    if cursor.pending:
-        parts.append(f"waiting one more tick to confirm: {', '.join(sorted(cursor.pending))}")
-    if cursor.open:
-        parts.append(f"run already requested: {', '.join(sorted(cursor.open.values()))}")
-    if not parts:
-        symbols = len(snapshot.all_symbols())
-        return f"all {symbols} symbols held by a heartbeating node"
-    return "; ".join(parts)
+    return book.waiting() or f"all {len(snapshot.all_symbols())} symbols held by a heartbeating node"
 
 
 @dg.sensor(
-    job=diagnose_fleet,
+    jobs=[release_orphaned_leases, force_rebalance],
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -101,9 +75,7 @@ def lease_conflict_sensor(context: dg.SensorEvaluationContext, fleet: FleetResou
     snapshot, problem = fleet.snapshot_or_reason()
     if snapshot is None:
         return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
-    requests, cursor = evaluate(LeaseCursor.load(context.cursor), snapshot)
-    if requests:
-        for request in requests:
-            context.log.warning(f"{TRIGGER}: incident {request.run_key}")
-        return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
-    return dg.SensorResult(skip_reason=dg.SkipReason(_skip_reason(snapshot, cursor)), cursor=cursor.dump())
+    book = IncidentBook.from_dict(json.loads(context.cursor) if context.cursor else None)
+    requests, book = evaluate(book, snapshot)
+    cursor = json.dumps(book.to_dict(), sort_keys=True)
+    return sensor_result(context, TRIGGER, requests, cursor, lambda: _skip_reason(snapshot, book))

@@ -13,10 +13,21 @@ from typing import Any
 import dagster as dg
 import pydantic
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from assets.resources import RedisResource
-from ntplatform import keys
-from ntplatform.diagnosis import MAX_CLOCK_SKEW_MS, Diagnosis, FleetSnapshot, WriterLease, diagnose
+from ntplatform import control, keys
+from ntplatform.coordination.leases import RELEASE_ORPHANED
+from ntplatform.diagnosis import (
+    MAX_CLOCK_SKEW_MS,
+    Diagnosis,
+    FleetSnapshot,
+    LatestReport,
+    WriterLease,
+    diagnose,
+)
+
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]  # metric -> sorted labels -> value
 
 
 class FleetResource(dg.ConfigurableResource):
@@ -26,21 +37,76 @@ class FleetResource(dg.ConfigurableResource):
     symbols: list[str] = pydantic.Field(default_factory=list)  # configured symbols (SYMBOLS)
     expected_nodes: list[str] = pydantic.Field(default_factory=list)  # nodes that must be live
     max_clock_skew_ms: int = MAX_CLOCK_SKEW_MS
+    http_timeout_s: float = 2.0  # for each node's /health and /metrics
 
-    def snapshot(self) -> FleetSnapshot:
+    def snapshot(self, probe_health: bool = False) -> FleetSnapshot:
+        """One read of Redis; with ``probe_health`` also every live node's ``/health``."""
         client = self.redis.client()
         started = time.perf_counter()
         seconds, micros = client.time()
         latency_ms = (time.perf_counter() - started) * 1000
         heartbeats, node_pttl = _read_heartbeats(client)
+        leases = _read_leases(client)
+        symbols = tuple(s.strip().upper() for s in self.symbols if s.strip())
+        health = {node: self.health(beat) for node, beat in heartbeats.items()} if probe_health else {}
         return FleetSnapshot(
             redis_time_ms=int(seconds) * 1000 + int(micros) // 1000,
             heartbeats=heartbeats,
             heartbeat_pttl_ms=node_pttl,
-            leases=_read_leases(client),
-            symbols=tuple(s.strip().upper() for s in self.symbols if s.strip()),
+            leases=leases,
+            symbols=symbols,
             read_latency_ms=round(latency_ms, 3),
+            reports=_read_reports(client, sorted(set(symbols) | set(leases))),
+            health=health,
         )
+
+    def health(self, heartbeat: dict[str, Any]) -> dict[str, Any] | None:
+        """The node's ``/health`` body (also when it answers 503), or None if unreachable."""
+        try:
+            return dict(json.loads(self._get(heartbeat, "/health")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def metrics(self, heartbeat: dict[str, Any]) -> Samples | None:
+        """The node's ``/metrics`` as samples, or None if unreachable."""
+        try:
+            text = self._get(heartbeat, "/metrics").decode()
+        except (OSError, UnicodeDecodeError):
+            return None
+        samples: Samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = tuple(sorted(sample.labels.items()))
+                samples.setdefault(sample.name, {})[labels] = float(sample.value)
+        return samples
+
+    def counter(
+        self, snapshot: FleetSnapshot, name: str, label: str | None = None
+    ) -> tuple[dict[str, dict[str, float]], dict[str, int], list[str]]:
+        """One counter (``name`` as exposed, e.g. ``nt_hrw_rebalances_total``) from every live
+        node, by ``label``'s value: (values by node, ``started_ms`` by node, nodes not answering)."""
+        values: dict[str, dict[str, float]] = {}
+        started: dict[str, int] = {}
+        unreachable = []
+        for node, beat in sorted(snapshot.heartbeats.items()):
+            samples = self.metrics(dict(beat))
+            if samples is None:
+                unreachable.append(node)
+                continue
+            series = samples.get(name, {})
+            values[node] = {
+                (dict(labels).get(label, "") if label else ""): value for labels, value in series.items()
+            }
+            started[node] = int(beat.get("started_ms") or 0)
+        return values, started, unreachable
+
+    def _get(self, heartbeat: dict[str, Any], path: str) -> bytes:
+        base = heartbeat.get("metrics_url") or f"http://127.0.0.1:{heartbeat.get('metrics_port')}"
+        try:
+            with urllib.request.urlopen(str(base) + path, timeout=self.http_timeout_s) as response:  # noqa: S310
+                return bytes(response.read())
+        except urllib.error.HTTPError as error:  # /health answers 503 when degraded
+            return bytes(error.read())
 
     def snapshot_or_reason(self) -> tuple[FleetSnapshot | None, str | None]:
         """The snapshot, or why it could not be read (Redis down or refusing), for a SkipReason."""
@@ -55,7 +121,8 @@ class FleetResource(dg.ConfigurableResource):
     def diagnose(self, expected_nodes: list[str] | None = None) -> Diagnosis:
         """A fresh snapshot diagnosed; ``expected_nodes`` adds to the configured ones."""
         expected = sorted(set(self.expected_nodes) | set(expected_nodes or []))
-        return diagnose(self.snapshot(), expected_nodes=expected, max_skew_ms=self.max_clock_skew_ms)
+        snapshot = self.snapshot(probe_health=True)
+        return diagnose(snapshot, expected_nodes=expected, max_skew_ms=self.max_clock_skew_ms)
 
 
 def _decode(raw: Any) -> dict[str, Any] | None:
@@ -82,6 +149,42 @@ def _read_heartbeats(client: redis.Redis) -> tuple[dict[str, dict[str, Any]], di
             heartbeats[body["node_id"]] = body
             pttl_by_node[body["node_id"]] = int(pttl)
     return heartbeats, pttl_by_node
+
+
+def _read_reports(client: redis.Redis, symbols: list[str]) -> dict[str, LatestReport]:
+    if not symbols:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.get(keys.report_key(symbol))
+        pipe.xrevrange(keys.stream_key(symbol), count=1)
+    replies = pipe.execute()
+    reports = {}
+    for index, symbol in enumerate(symbols):
+        raw, newest = replies[2 * index : 2 * index + 2]
+        body = _report_body(raw, newest)
+        if body is None:
+            continue
+        written = int(newest[0][0].decode().split("-")[0]) if newest else None
+        reports[symbol] = LatestReport(
+            symbol=symbol,
+            node_id=body.get("node_id"),
+            seq=body.get("seq"),
+            data_age_ms=body.get("data_age_ms"),
+            written_ms=written,
+        )
+    return reports
+
+
+def _report_body(raw: Any, newest: list[Any]) -> dict[str, Any] | None:
+    """The newest report: the stream's last entry if there is one, else ``report:{SYMBOL}``."""
+    if newest:
+        raw = newest[0][1].get(keys.REPORT_FIELD.encode())
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _read_leases(client: redis.Redis) -> dict[str, WriterLease]:
@@ -152,3 +255,69 @@ class SupervisorResource(dg.ConfigurableResource):
             raise SupervisorError(
                 0, f"supervisor at {self.url} unreachable ({error}); is `ntplatform up` running?"
             ) from None
+
+
+class ControlError(Exception):
+    """A command could not be sent (no secret, Redis unreachable)."""
+
+
+class ControlResource(dg.ConfigurableResource):
+    """Signed commands to producers on ``nt:control`` and lease repair in Redis.
+
+    ``secret`` is the fleet's ``NT_CONTROL_SECRET`` (bound through ``EnvVar`` so Dagster
+    never stores or shows it); producers refuse anything not signed with it.
+    """
+
+    redis: RedisResource
+    secret: str = ""
+    ack_timeout_s: float = 5.0
+
+    def send(
+        self, command: str, target: str, symbol: str | None = None, expected: int = 1
+    ) -> list[dict[str, Any]]:
+        """Publish one signed command; the acks (``control.ack``) received within the timeout.
+
+        Waits until ``expected`` nodes answered or ``ack_timeout_s`` passed.
+        """
+        if not self.secret:
+            raise ControlError(
+                "NT_CONTROL_SECRET is not set where Dagster runs: producers would refuse the command"
+            )
+        client = self.redis.client()
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(control.ACK_CHANNEL)
+            seconds, micros = client.time()
+            message = control.make_command(
+                self.secret, command, target, int(seconds) * 1000 + int(micros) // 1000, symbol
+            )
+            command_id = json.loads(message)["id"]
+            client.publish(control.CHANNEL, message)
+            acks: list[dict[str, Any]] = []
+            deadline = time.monotonic() + self.ack_timeout_s
+            while len(acks) < expected and time.monotonic() < deadline:
+                reply = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+                if reply is None:
+                    continue
+                body = _decode_ack(reply.get("data"))
+                if body is not None and body.get("id") == command_id:
+                    acks.append(body)
+            return acks
+        except redis.RedisError as error:
+            raise ControlError(f"cannot send {command} on {control.CHANNEL}: {error}") from None
+        finally:
+            pubsub.close()
+
+    def release_orphaned_lease(self, symbol: str, holder: str) -> str:
+        """Delete ``report:writer:{symbol}`` if it still names ``holder`` and it has no heartbeat."""
+        client = self.redis.client()
+        result = client.eval(RELEASE_ORPHANED, 2, keys.writer_key(symbol), keys.node_key(holder), holder)
+        return {1: "released", 0: "not_held_by_holder", -1: "holder_alive"}[int(result)]
+
+
+def _decode_ack(raw: Any) -> dict[str, Any] | None:
+    try:
+        body = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None

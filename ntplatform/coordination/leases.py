@@ -63,6 +63,19 @@ return 1
 """
 
 
+# KEYS: writer, holder's heartbeat (nt:node:{holder}). ARGV: holder.
+# Deletes the lease only if it still names that holder and the holder has no heartbeat,
+# so a lease taken over meanwhile, or a holder that came back, is left alone. The token
+# key is untouched: the next holder's token is higher, and the old holder stays fenced.
+# Returns 1 released, 0 held by someone else or gone, -1 holder is alive.
+RELEASE_ORPHANED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
 class WriteStatus(enum.IntEnum):
     """Outcome of a fenced write or a renewal."""
 

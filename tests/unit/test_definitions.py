@@ -24,7 +24,14 @@ def test_definitions_load_and_hold_the_archive() -> None:
     assert definitions.defs.resolve_job_def("restart_producer").name == "restart_producer"
     heartbeat = definitions.defs.resolve_sensor_def("producer_heartbeat_sensor")
     assert {job.name for job in heartbeat.jobs} == {"restart_producer", "diagnose_fleet"}
-    assert definitions.defs.resolve_sensor_def("lease_conflict_sensor").job_name == "diagnose_fleet"
+    launches = {
+        "lease_conflict_sensor": {"release_orphaned_leases", "force_rebalance"},
+        "market_data_staleness_sensor": {"resubscribe_symbol"},
+        "excessive_rebalancing_sensor": {"diagnose_fleet"},
+        "ws_resubscribe_loop_sensor": {"diagnose_fleet"},
+    }
+    for name, jobs in launches.items():
+        assert {job.name for job in definitions.defs.resolve_sensor_def(name).jobs} == jobs
     assert definitions.defs.resolve_schedule_def("archive_reports_schedule").cron_schedule == "5 * * * *"
 
 

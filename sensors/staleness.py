@@ -1,0 +1,52 @@
+"""``market_data_staleness_sensor``: a symbol's writer publishes old data, or stopped (guide 1, 6).
+
+``symbol_stale`` (``ntplatform.diagnosis``): the newest report of a symbol held by a live
+node carries market data older than 5 s, or no report was written for 5 s (Redis's clock,
+from the stream entry id). Confirmed on the next tick (``sensors.incidents``), then one
+``resubscribe_symbol`` run per incident (``symbol_stale:{symbol}:{first_seen_redis_ms}``):
+the writer drops and renews the symbol's subscriptions and the run waits for fresh reports.
+Unowned symbols and leases of dead nodes are ``lease_conflict_sensor``'s.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
+
+import json
+
+import dagster as dg
+
+from ntplatform.diagnosis import FleetSnapshot, diagnose
+from sensors.incidents import IncidentBook, sensor_result
+from sensors.resources import FleetResource
+from sensors.symbol_remediation import resubscribe_symbol, symbol_run_request
+
+TRIGGER = "market_data_staleness"
+
+
+def evaluate(book: IncidentBook, snapshot: FleetSnapshot) -> tuple[list[dg.RunRequest], IncidentBook]:
+    """The run requests for confirmed new incidents and the next book (no I/O)."""
+    current = {f"symbol_stale:{f.symbol}": f for f in diagnose(snapshot).of_kind("symbol_stale")}
+    new, book = book.update(current, snapshot.redis_time_ms)
+    requests = [
+        symbol_run_request("resubscribe_symbol", incident, TRIGGER, [f], [str(f.symbol)])
+        for incident, f in new
+    ]
+    return requests, book
+
+
+def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
+    fresh = [s for s in snapshot.all_symbols() if s in snapshot.reports]
+    return book.waiting() or f"{len(fresh)} symbols with reports, none stale"
+
+
+@dg.sensor(job=resubscribe_symbol, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+def market_data_staleness_sensor(
+    context: dg.SensorEvaluationContext, fleet: FleetResource
+) -> dg.SensorResult:
+    """A live writer's reports carry market data older than 5 s, or stopped coming."""
+    snapshot, problem = fleet.snapshot_or_reason()
+    if snapshot is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
+    book = IncidentBook.from_dict(json.loads(context.cursor) if context.cursor else None)
+    requests, book = evaluate(book, snapshot)
+    cursor = json.dumps(book.to_dict(), sort_keys=True)
+    return sensor_result(context, TRIGGER, requests, cursor, lambda: _skip_reason(snapshot, book))
