@@ -1,6 +1,6 @@
 """``ntplatform fault``: tell a running replay exchange to break, so alerts can be provoked.
 
-``ntplatform fault [--exchange URL] {drop|stall|429|gap|clear|list} [--seconds N] [--symbol S]``
+``ntplatform fault [--exchange URL] {drop|stall|mute|429|gap|clear|list} [--seconds N] [--symbol S]``
 drives the exchange's ``/_replay/faults`` endpoint (see :mod:`ntplatform.replay.faults`)
 and prints the exchange's JSON answer on one line. Exit codes: 0 done, 1 the exchange
 cannot be reached, 2 the exchange refused the request (the reason is printed).
@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, SEQUENCE_GAP, STALL
+from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, SEQUENCE_GAP, STALL
 from ntplatform.replay.rest import FAULTS_PATH
 
 DEFAULT_EXCHANGE = "http://127.0.0.1:8790"
-ACTIONS = {"drop": DROP_CONNECTIONS, "stall": STALL, "429": HTTP_429, "gap": SEQUENCE_GAP}
+ACTIONS = {"drop": DROP_CONNECTIONS, "stall": STALL, "mute": MUTE, "429": HTTP_429, "gap": SEQUENCE_GAP}
 REQUEST_TIMEOUT_S = 10.0
 
 
@@ -36,11 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "action",
         choices=[*ACTIONS, "clear", "list"],
         help="drop: close every WebSocket; stall: withhold stream messages for --seconds; "
-        "429: answer REST with HTTP 429 for --seconds; gap: skip one diff-depth event; "
+        "mute: send nothing on the stream subscriptions open now, for --seconds or until "
+        "the client unsubscribes and subscribes again; 429: answer REST with HTTP 429 for "
+        "--seconds; gap: skip one diff-depth event; "
         "clear: end every fault; list: show the active faults",
     )
-    parser.add_argument("--seconds", type=float, help="duration of stall and 429")
-    parser.add_argument("--symbol", help="the symbol for stall and gap (default: every symbol)")
+    parser.add_argument("--seconds", type=float, help="duration of stall, mute and 429")
+    parser.add_argument("--symbol", help="the symbol for stall, mute and gap (default: every symbol)")
 
 
 def request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:

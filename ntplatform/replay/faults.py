@@ -8,6 +8,12 @@ what to break:
   it happens at once, so it is never listed as active;
 - ``stall``: withhold a symbol's (or every symbol's) stream messages for some seconds;
   what would have been sent meanwhile is dropped, so the feed resumes with a gap;
+- ``mute``: for some seconds, send nothing on the subscriptions to a symbol's (or every
+  symbol's) streams that exist at injection, as Binance sometimes silently stops a stream
+  on an open WebSocket. The connection stays open and REST keeps answering; a client
+  that UNSUBSCRIBEs the stream and SUBSCRIBEs it again gets it back at once, and a
+  subscription made after the injection is never muted. What a muted subscription would
+  have received is dropped, so it resumes with a gap;
 - ``http_429``: answer REST requests with Binance's 429 for some seconds;
 - ``sequence_gap``: skip the next diff-depth event of a symbol (or of every symbol),
   once, while the exchange's own book still applies it.
@@ -24,11 +30,12 @@ from typing import Any
 
 DROP_CONNECTIONS = "drop_connections"
 STALL = "stall"
+MUTE = "mute"
 HTTP_429 = "http_429"
 SEQUENCE_GAP = "sequence_gap"
-KINDS = (DROP_CONNECTIONS, STALL, HTTP_429, SEQUENCE_GAP)
-TIMED = (STALL, HTTP_429)  # take "seconds"
-PER_SYMBOL = (STALL, SEQUENCE_GAP)  # take an optional "symbol"
+KINDS = (DROP_CONNECTIONS, STALL, MUTE, HTTP_429, SEQUENCE_GAP)
+TIMED = (STALL, MUTE, HTTP_429)  # take "seconds"
+PER_SYMBOL = (STALL, MUTE, SEQUENCE_GAP)  # take an optional "symbol"
 MAX_SECONDS = 3600.0
 NS_PER_S = 1_000_000_000
 
@@ -148,6 +155,19 @@ class FaultSwitch:
     def stalled(self, symbol: str, now_ns: int) -> bool:
         """Whether ``symbol``'s stream messages are withheld at ``now_ns``."""
         return any(fault.kind == STALL and fault.affects(symbol) for fault in self.active(now_ns))
+
+    def muted_through_ns(self, symbol: str, now_ns: int) -> int | None:
+        """The time up to which subscriptions to ``symbol``'s streams are muted at ``now_ns``.
+
+        Each mute silences the subscriptions that existed when it was injected, so this is
+        the injection time of the latest ``mute`` of ``symbol`` active at ``now_ns``: a
+        subscription made at or before it is muted, a later one is not. None when no
+        mute of ``symbol`` is active.
+        """
+        injected = [
+            fault.injected_ns for fault in self.active(now_ns) if fault.kind == MUTE and fault.affects(symbol)
+        ]
+        return max(injected, default=None)
 
     def rate_limited_s(self, now_ns: int) -> float | None:
         """Seconds until REST requests are answered again, or None when they are now."""

@@ -80,7 +80,7 @@ class ReplayExchange:
             symbol: symbol_streams(symbol, self.market, replay.recording.channels)
             for symbol, replay in self.replays.items()
         }
-        self.hub = StreamHub(self.log)
+        self.hub = StreamHub(self.log, self.clock_ns)
         self.faults = FaultSwitch(self.replays)
         self.rest = RestApi(self.market, self.replays, exchange_info, self.clock_ns, self.log, self.faults)
         self.fault_control = FaultControl(self.faults, self.clock_ns, self.log, self._drop_connections)
@@ -140,7 +140,8 @@ class ReplayExchange:
     def release_once(self, now_ns: int) -> None:
         """Release every message due at ``now_ns`` to the subscribed connections.
 
-        A stalled symbol's messages are released (its book advances) but not sent.
+        A stalled symbol's messages are released (its book advances) but not sent; a muted
+        symbol's are not sent to the subscriptions its ``mute`` faults silence.
         """
         for fault in self.faults.expire(now_ns):
             self.log.info("fault_cleared", reason="expired", **fault.describe(now_ns))
@@ -155,29 +156,35 @@ class ReplayExchange:
                     snapshot_update_id=replay.snapshot_update_id,
                 )
             if released and not self.faults.stalled(symbol, now_ns):
-                self._publish(symbol, replay, released)
+                self._publish(symbol, replay, released, self.faults.muted_through_ns(symbol, now_ns))
 
-    def _publish(self, symbol: str, replay: SymbolReplay, released: list[Outgoing]) -> None:
+    def _publish(
+        self, symbol: str, replay: SymbolReplay, released: list[Outgoing], muted_through_ns: int | None
+    ) -> None:
+        """Send ``released`` to every subscription of ``symbol``'s streams made after ``muted_through_ns``."""
         hub, streams = self.hub, self.streams[symbol]
-        derive_aggregates = any(hub.listened(name) for name in streams.agg_from_trade)
+        derive_aggregates = any(hub.listened(name, muted_through_ns) for name in streams.agg_from_trade)
         for message in released:
-            if message.channel == DEPTH and self._skip_for_gap(symbol, streams.by_channel[DEPTH], message):
+            if message.channel == DEPTH and self._skip_for_gap(symbol, message, muted_through_ns):
                 continue
-            self._publish_to(streams.by_channel[message.channel], message.data)
+            self._publish_to(streams.by_channel[message.channel], message.data, muted_through_ns)
             if message.channel == TRADE and derive_aggregates:
                 aggregate = agg_trade_from_trade(message.data, self.market)
-                self._publish_to(streams.agg_from_trade, aggregate)
+                self._publish_to(streams.agg_from_trade, aggregate, muted_through_ns)
         if any(message.channel == DEPTH for message in released):
             for name, levels in streams.partial.items():
-                if hub.listened(name):
-                    hub.publish(name, orjson.dumps(replay.partial_depth(levels)))
+                if hub.listened(name, muted_through_ns):
+                    hub.publish(name, orjson.dumps(replay.partial_depth(levels)), muted_through_ns)
 
-    def _skip_for_gap(self, symbol: str, depth_streams: Sequence[str], message: Outgoing) -> bool:
+    def _skip_for_gap(self, symbol: str, message: Outgoing, muted_through_ns: int | None) -> bool:
         """Whether to withhold this diff-depth event for a pending ``sequence_gap`` fault.
 
-        The gap is spent only on an event someone listens to, so a client does see it.
+        The gap is spent only on an event someone receives (not muted), so a client does see it.
         """
-        if not self.faults.gap_pending(symbol) or not any(map(self.hub.listened, depth_streams)):
+        if not self.faults.gap_pending(symbol):
+            return False
+        depth_streams = self.streams[symbol].by_channel[DEPTH]
+        if not any(self.hub.listened(name, muted_through_ns) for name in depth_streams):
             return False
         fault = self.faults.take_gap(symbol)
         if fault is not None:
@@ -189,14 +196,14 @@ class ReplayExchange:
     def _drop_connections(self, timeout_s: float) -> int:
         return self.hub.drop_all(b"replay fault: drop_connections", timeout_s)
 
-    def _publish_to(self, names: Sequence[str], data: dict[str, Any]) -> None:
-        """Serialise ``data`` once, if anyone listens to one of ``names``, and send it."""
+    def _publish_to(self, names: Sequence[str], data: dict[str, Any], muted_through_ns: int | None) -> None:
+        """Serialise ``data`` once, if anyone receives one of ``names``, and send it."""
         payload = None
         for name in names:
-            if self.hub.listened(name):
+            if self.hub.listened(name, muted_through_ns):
                 if payload is None:
                     payload = orjson.dumps(data)
-                self.hub.publish(name, payload)
+                self.hub.publish(name, payload, muted_through_ns)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         combined = request.path == "/stream"

@@ -3,8 +3,10 @@
 Binance serves market streams on ``/stream?streams=a/b/c`` (combined: every message is
 wrapped as ``{"stream": name, "data": payload}``) and ``/ws/<name>`` (raw payloads), and
 takes ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` requests on either.
-Subscriptions belong to one connection. Each connection has its own send queue and
-writer task, so a slow reader delays only itself; one that falls too far behind is
+Subscriptions belong to one connection and remember when they were made, so that a
+``mute`` fault (:mod:`ntplatform.replay.faults`) can silence exactly the subscriptions
+that existed when it was injected. Each connection has its own send queue and writer
+task, so a slow reader delays only itself; one that falls too far behind is
 disconnected, as Binance does.
 """
 
@@ -84,7 +86,11 @@ def stream_name_problem(name: Any) -> str | None:
 
 
 class Connection:
-    """One client WebSocket: its subscriptions and its ordered send queue."""
+    """One client WebSocket: its subscriptions and its ordered send queue.
+
+    ``streams`` maps each subscribed stream name, in subscription order, to the time
+    (nanoseconds, the hub's clock) it was subscribed.
+    """
 
     _ids = itertools.count(1)
 
@@ -101,7 +107,7 @@ class Connection:
         self._abort = abort
         self.combined = combined
         self.peer = peer
-        self.streams: list[str] = []
+        self.streams: dict[str, int] = {}
         self.too_slow = False
         self._queue: deque[bytes] = deque()
         self._wakeup = asyncio.Event()
@@ -141,8 +147,9 @@ class Connection:
 class StreamHub:
     """Who listens to which stream name, and delivery of payloads to them."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, clock_ns: Callable[[], int]) -> None:
         self.log = log
+        self.clock_ns = clock_ns
         self.connections: set[Connection] = set()
         self._subscribers: dict[str, set[Connection]] = {}
         self._envelopes: dict[str, bytes] = {}
@@ -157,15 +164,17 @@ class StreamHub:
         self.connections.discard(connection)
 
     def subscribe(self, connection: Connection, streams: Iterable[str]) -> None:
+        """Subscribe ``connection`` to ``streams``; a stream it already has keeps its time."""
+        now_ns = self.clock_ns()
         for name in streams:
             if name not in connection.streams:
-                connection.streams.append(name)
+                connection.streams[name] = now_ns
                 self._subscribers.setdefault(name, set()).add(connection)
 
     def unsubscribe(self, connection: Connection, streams: Iterable[str]) -> None:
         for name in streams:
             if name in connection.streams:
-                connection.streams.remove(name)
+                del connection.streams[name]
                 listeners = self._subscribers.get(name)
                 if listeners is not None:
                     listeners.discard(connection)
@@ -189,12 +198,21 @@ class StreamHub:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def listened(self, name: str) -> bool:
-        """Whether any connection subscribes to ``name``."""
-        return name in self._subscribers
+    def listened(self, name: str, muted_through_ns: int | None = None) -> bool:
+        """Whether any connection would receive ``name`` from :meth:`publish` (same ``muted_through_ns``)."""
+        listeners = self._subscribers.get(name)
+        if not listeners:
+            return False
+        if muted_through_ns is None:
+            return True
+        return any(connection.streams[name] > muted_through_ns for connection in listeners)
 
-    def publish(self, name: str, payload: bytes) -> None:
-        """Send one serialised payload to every subscriber of ``name``."""
+    def publish(self, name: str, payload: bytes, muted_through_ns: int | None = None) -> None:
+        """Send one serialised payload to every subscriber of ``name``.
+
+        With ``muted_through_ns`` (a ``mute`` fault), subscriptions to ``name`` made at or
+        before that time get nothing.
+        """
         listeners = self._subscribers.get(name)
         if not listeners:
             return
@@ -203,7 +221,8 @@ class StreamHub:
             envelope = self._envelopes[name] = b'{"stream":"' + name.encode() + b'","data":'
         combined = envelope + payload + b"}"
         for connection in listeners:
-            connection.send(combined if connection.combined else payload)
+            if muted_through_ns is None or connection.streams[name] > muted_through_ns:
+                connection.send(combined if connection.combined else payload)
 
     def handle_request(self, connection: Connection, text: str) -> None:
         """Answer one client request (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, ...)."""

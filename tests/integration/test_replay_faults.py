@@ -2,7 +2,8 @@
 
 Each fault is asked for over ``/_replay/faults`` (or ``ntplatform fault``) and observed
 as a Binance client would observe it: closed WebSockets, a silent then resumed stream,
-HTTP 429 with Binance's body, and a diff-depth gap that a fresh snapshot heals.
+a stream silent on an open connection until it is subscribed again, HTTP 429 with
+Binance's body, and a diff-depth gap that a fresh snapshot heals.
 """
 
 from __future__ import annotations
@@ -118,6 +119,64 @@ def test_stall_silences_one_symbol_then_resumes_with_a_gap():
     assert [(e["fault"], e["reason"]) for e in cleared] == [("stall", "expired")]
 
 
+def _streams_of(messages: list[dict[str, Any]], prefix: str) -> set[str]:
+    return {m["stream"] for m in messages if m.get("stream", "").startswith(prefix)}
+
+
+async def _mute_scenario(base: str) -> dict[str, Any]:
+    """One connection through a BTCUSDT mute, another opened during it; what each saw."""
+    ws_base = base.replace("http", "ws")
+    streams = "btcusdt@depth@100ms/btcusdt@trade/ethusdt@depth@100ms"
+    loop = asyncio.get_running_loop()
+    seen: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{ws_base}/stream?streams={streams}") as ws:
+        seen["before"] = await _drain(ws, 1.0)
+        seen["injected"] = await send_fault(base, {"fault": "mute", "seconds": 6, "symbol": "BTCUSDT"})
+        injected_at = loop.time()
+        await _drain(ws, 0.3)  # frames already queued when the mute began
+        async with http.ws_connect(f"{ws_base}/stream") as fresh:
+            await fresh.send_json({"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms"], "id": 1})
+            seen["listed"] = await get_json(base, FAULTS)
+            seen["rest"] = await get_json(base, "/api/v3/depth?symbol=BTCUSDT&limit=5")
+            seen["during"] = await _drain(ws, 1.5)
+            seen["fresh"] = await _drain(fresh, 0.5)
+        for request_id, method in ((2, "UNSUBSCRIBE"), (3, "SUBSCRIBE")):
+            await ws.send_json({"method": method, "params": ["btcusdt@depth@100ms"], "id": request_id})
+        seen["resubscribed"] = await _drain(ws, 1.5)
+        seen["until_expiry"] = await _drain(ws, injected_at + 6.3 - loop.time())
+        seen["after"] = await _drain(ws, 1.5)
+        seen["open"] = not ws.closed
+    return seen
+
+
+def test_mute_silences_open_subscriptions_until_subscribed_again_or_expired(processes, tmp_path):
+    port = start_replay_exchange(processes, tmp_path, SHARED_DATA / "spot", speed=2)
+
+    seen = asyncio.run(_mute_scenario(f"http://127.0.0.1:{port}"))
+
+    status, answer = seen["injected"]
+    assert status == 200
+    assert (answer["injected"]["fault"], answer["injected"]["symbols"]) == ("mute", ["BTCUSDT"])
+    (listed,) = seen["listed"][1]["active"]
+    assert listed["fault"] == "mute"
+    assert 0 < listed["remaining_s"] <= 6
+    assert seen["rest"][0] == 200, "REST keeps answering during a mute"
+    assert _streams_of(seen["before"], "btcusdt") == {"btcusdt@depth@100ms", "btcusdt@trade"}
+    assert _streams_of(seen["during"], "btcusdt") == set(), "the open connection gets no BTCUSDT"
+    assert _streams_of(seen["during"], "ethusdt") == {"ethusdt@depth@100ms"}, "ETHUSDT kept flowing"
+    assert _streams_of(seen["fresh"], "btcusdt") == {"btcusdt@depth@100ms"}, "a new subscription is served"
+    answers = [m for m in seen["resubscribed"] if "stream" not in m]
+    assert answers == [{"result": None, "id": 2}, {"result": None, "id": 3}]
+    # Subscribed again, depth is back; the trade stream, not re-subscribed, stays muted.
+    assert _streams_of(seen["resubscribed"], "btcusdt") == {"btcusdt@depth@100ms"}
+    assert _streams_of(seen["until_expiry"], "btcusdt@trade") == set()
+    assert _streams_of(seen["after"], "btcusdt") == {"btcusdt@depth@100ms", "btcusdt@trade"}
+    assert seen["open"], "the muted connection stayed open"
+    log = [orjson.loads(line) for line in processes[0].output().splitlines() if line.startswith("{")]
+    faults = [(e["event"], e.get("reason")) for e in log if e.get("fault") == "mute"]
+    assert faults == [("fault_injected", None), ("fault_cleared", "expired")]
+
+
 def test_http_429_answers_binance_body_and_retry_after_until_it_expires():
     async def scenario() -> list[tuple[int, Any, str | None]]:
         async with running_exchange([SPOT_BTC]) as (_, base):
@@ -175,7 +234,8 @@ def test_sequence_gap_is_seen_by_a_client_and_a_fresh_snapshot_resyncs(recording
 @pytest.mark.parametrize(
     ("body", "names"),
     [
-        ({"fault": "meltdown"}, ["'fault'", "drop_connections, stall, http_429, sequence_gap"]),
+        ({"fault": "meltdown"}, ["'fault'", "drop_connections, stall, mute, http_429, sequence_gap"]),
+        ({"fault": "mute", "symbol": "BTCUSDT"}, ["mute needs 'seconds'"]),
         ({"fault": "stall", "seconds": -1}, ["'seconds'", "> 0"]),
         ({"fault": "stall", "seconds": 1, "symbol": "DOGEUSDT"}, ["'symbol'", "BTCUSDT"]),
         ("stall", ["JSON object"]),
@@ -207,8 +267,10 @@ def test_fault_cli_drives_a_running_exchange(processes, tmp_path):
         )
 
     stalled = fault("stall", "--seconds", "30", "--symbol", "ETHUSDT")
+    muted = fault("mute", "--seconds", "30", "--symbol", "BTCUSDT")
     listed = fault("list")
     refused = fault("429")
+    refused_mute = fault("mute", "--symbol", "BTCUSDT")
     cleared = fault("clear")
     dead = subprocess.run(
         [PYTHON, "-m", "ntplatform.cli", "fault", "--exchange", f"http://127.0.0.1:{free_port()}", "drop"],
@@ -221,11 +283,19 @@ def test_fault_cli_drives_a_running_exchange(processes, tmp_path):
 
     assert stalled.returncode == 0
     assert orjson.loads(stalled.stdout)["injected"]["symbols"] == ["ETHUSDT"]
-    assert [f["fault"] for f in orjson.loads(listed.stdout)["active"]] == ["stall"]
+    assert muted.returncode == 0
+    assert orjson.loads(muted.stdout)["injected"]["symbols"] == ["BTCUSDT"]
+    active = orjson.loads(listed.stdout)["active"]
+    assert [f["fault"] for f in active] == ["stall", "mute"]
+    assert all(0 < f["remaining_s"] <= 30 for f in active)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1
     assert "http_429 needs 'seconds'" in refused.stderr
+    assert refused_mute.returncode == 2
+    assert refused_mute.stderr.count("\n") == 1
+    assert "mute needs 'seconds'" in refused_mute.stderr
     assert cleared.returncode == 0
+    assert [f["fault"] for f in orjson.loads(cleared.stdout)["cleared"]] == ["stall", "mute"]
     assert orjson.loads(cleared.stdout)["active"] == []
     assert dead.returncode == 1
     assert dead.stderr.startswith("fault: cannot reach the replay exchange at http://127.0.0.1:")

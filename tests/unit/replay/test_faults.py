@@ -13,6 +13,7 @@ from ntplatform.replay import fault_cli
 from ntplatform.replay.faults import (
     DROP_CONNECTIONS,
     HTTP_429,
+    MUTE,
     SEQUENCE_GAP,
     STALL,
     FaultRequest,
@@ -35,6 +36,8 @@ T0 = 1_000 * S
         ({"fault": "drop_connections"}, FaultRequest(DROP_CONNECTIONS)),
         ({"fault": "stall", "seconds": 10}, FaultRequest(STALL, 10.0)),
         ({"fault": "stall", "seconds": 0.5, "symbol": "ethusdt"}, FaultRequest(STALL, 0.5, "ETHUSDT")),
+        ({"fault": "mute", "seconds": 30, "symbol": "btcusdt"}, FaultRequest(MUTE, 30.0, "BTCUSDT")),
+        ({"fault": "mute", "seconds": 3600}, FaultRequest(MUTE, 3600.0)),
         ({"fault": "http_429", "seconds": 3}, FaultRequest(HTTP_429, 3.0)),
         ({"fault": "sequence_gap", "symbol": "BTCUSDT"}, FaultRequest(SEQUENCE_GAP, None, "BTCUSDT")),
         ({"fault": "sequence_gap"}, FaultRequest(SEQUENCE_GAP)),
@@ -48,10 +51,21 @@ def test_parse_request_valid_body_returns_request(body, expected):
     ("body", "message"),
     [
         (["stall"], "the body must be a JSON object"),
-        ({}, "'fault' must be one of drop_connections, stall, http_429, sequence_gap; got None"),
+        ({}, "'fault' must be one of drop_connections, stall, mute, http_429, sequence_gap; got None"),
         ({"fault": "explode"}, "got 'explode'"),
         ({"fault": "stall"}, "stall needs 'seconds' (a number > 0 and <= 3600); none given"),
         ({"fault": "stall", "seconds": 0}, "stall needs 'seconds': a number > 0 and <= 3600; got 0"),
+        ({"fault": "mute"}, "mute needs 'seconds' (a number > 0 and <= 3600); none given"),
+        (
+            {"fault": "mute", "symbol": "BTCUSDT"},
+            "mute needs 'seconds' (a number > 0 and <= 3600); none given",
+        ),
+        ({"fault": "mute", "seconds": 3601}, "mute needs 'seconds': a number > 0 and <= 3600; got 3601"),
+        ({"fault": "mute", "seconds": 1, "symbol": "XRPUSDT"}, "served symbol (BTCUSDT, ETHUSDT)"),
+        (
+            {"fault": "mute", "seconds": 1, "stream": "btcusdt@trade"},
+            "mute takes only fault, seconds, symbol",
+        ),
         ({"fault": "http_429", "seconds": "10"}, "got '10'"),
         ({"fault": "http_429", "seconds": True}, "got True"),
         ({"fault": "http_429", "seconds": 7200}, "got 7200"),
@@ -96,6 +110,44 @@ def test_stall_without_symbol_stalls_every_symbol():
     switch.inject(FaultRequest(STALL, 1.0), T0)
 
     assert all(switch.stalled(symbol, T0 + S // 2) for symbol in SYMBOLS)
+
+
+def test_muted_through_ns_is_the_injection_time_of_the_mute_in_force():
+    switch = FaultSwitch(SYMBOLS)
+    assert switch.muted_through_ns("BTCUSDT", T0) is None
+
+    switch.inject(FaultRequest(MUTE, 2.0, "BTCUSDT"), T0)
+
+    assert switch.muted_through_ns("BTCUSDT", T0) == T0
+    assert switch.muted_through_ns("BTCUSDT", T0 + 2 * S - 1) == T0
+    assert switch.muted_through_ns("ETHUSDT", T0) is None
+    assert switch.muted_through_ns("BTCUSDT", T0 + 2 * S) is None
+    assert not switch.stalled("BTCUSDT", T0)  # a mute is not a stall
+
+
+def test_muted_through_ns_of_overlapping_mutes_follows_the_latest_active_one():
+    # Every symbol muted at T0 for 10 s; BTCUSDT muted again at T0 + 1 s for 2 s.
+    switch = FaultSwitch(SYMBOLS)
+    switch.inject(FaultRequest(MUTE, 10.0), T0)
+    switch.inject(FaultRequest(MUTE, 2.0, "BTCUSDT"), T0 + S)
+
+    # While both hold, a BTCUSDT subscription made between them is muted by the second.
+    assert switch.muted_through_ns("BTCUSDT", T0 + 2 * S) == T0 + S
+    assert switch.muted_through_ns("ETHUSDT", T0 + 2 * S) == T0
+    # The second has run out: only subscriptions older than the first stay muted.
+    assert switch.muted_through_ns("BTCUSDT", T0 + 3 * S) == T0
+    assert switch.muted_through_ns("BTCUSDT", T0 + 10 * S) is None
+
+
+def test_mute_is_listed_with_remaining_seconds_and_cleared():
+    switch = FaultSwitch(SYMBOLS)
+    mute = switch.inject(FaultRequest(MUTE, 30.0, "ETHUSDT"), T0)
+
+    assert [fault.describe(T0 + 10 * S) for fault in switch.active(T0 + 10 * S)] == [
+        {"id": 1, "fault": MUTE, "symbols": ["ETHUSDT"], "seconds": 30.0, "remaining_s": 20.0}
+    ]
+    assert switch.clear() == [mute]
+    assert switch.muted_through_ns("ETHUSDT", T0 + 10 * S) is None
 
 
 def test_rate_limited_s_counts_down_to_the_latest_429_fault():
@@ -156,7 +208,7 @@ def test_describe_shows_symbols_and_remaining_seconds():
     assert limit.describe(T0)["symbols"] is None
 
 
-# -- the server applying stall and sequence_gap (no network: connections queue frames) --
+# -- the server applying stall, mute and sequence_gap (no network: connections queue frames) --
 
 
 class _Clock:
@@ -174,8 +226,17 @@ def exchange(write_recording, spot_lines):
     return ReplayExchange([recording], {"symbols": []}, log=log, clock_ns=_Clock())
 
 
-def _listener(exchange: ReplayExchange, *streams: str) -> Connection:
-    connection = Connection(socket=None, combined=False, peer="test")  # type: ignore[arg-type]
+@pytest.fixture
+def two_symbols(write_recording, spot_lines):
+    """An exchange serving the recording as BTCUSDT and, under an alias, as ETHUSDT."""
+    recording = load_recording(write_recording(spot_lines))
+    log = EventLog("replay-exchange", stream=io.StringIO())
+    aliases = {"ETHUSDT": "BTCUSDT"}
+    return ReplayExchange([recording], {"symbols": []}, aliases=aliases, log=log, clock_ns=_Clock())
+
+
+def _listener(exchange: ReplayExchange, *streams: str, combined: bool = False) -> Connection:
+    connection = Connection(socket=None, combined=combined, peer="test")  # type: ignore[arg-type]
     exchange.hub.add(connection, streams)
     return connection
 
@@ -207,6 +268,65 @@ def test_stall_withholds_messages_while_the_book_advances_then_resumes_with_a_ga
     assert [m["t"] for m in after if m["e"] == "trade"] == [8]
     cleared = [e for e in _log_events(exchange) if e["event"] == "fault_cleared"]
     assert [(e["fault"], e["reason"]) for e in cleared] == [(STALL, "expired")]
+
+
+def _by_stream(connection: Connection) -> dict[str, list[tuple[int, int] | int]]:
+    """What a combined connection received: depth (U, u) pairs and trade ids per stream."""
+    received: dict[str, list[tuple[int, int] | int]] = {}
+    for message in _received(connection):
+        data = message["data"]
+        received.setdefault(message["stream"], []).append(
+            (data["U"], data["u"]) if "U" in data else data["t"]
+        )
+    return received
+
+
+def test_mute_silences_subscriptions_open_at_injection_until_resubscribed_or_expired(two_symbols):
+    exchange, clock = two_symbols, two_symbols.clock_ns
+    muted = _listener(exchange, "btcusdt@depth@100ms", "btcusdt@trade", "ethusdt@depth@100ms", combined=True)
+    resubscribing = _listener(exchange, "btcusdt@depth@100ms", "btcusdt@trade", combined=True)
+    clock.now_ns = T0 + 1
+    exchange.faults.inject(FaultRequest(MUTE, 0.15, "BTCUSDT"), clock.now_ns)  # until T0 + 150 ms + 1
+    clock.now_ns = T0 + 2
+    fresh = _listener(exchange, "btcusdt@depth@100ms", combined=True)
+    for request in (
+        '{"method":"UNSUBSCRIBE","params":["btcusdt@depth@100ms"],"id":1}',
+        '{"method":"SUBSCRIBE","params":["btcusdt@depth@100ms"],"id":2}',
+    ):
+        exchange.hub.handle_request(resubscribing, request)
+    _received(resubscribing)  # the two answers
+
+    exchange.release_once(T0 + 120_000_000)
+    during = [_by_stream(connection) for connection in (muted, resubscribing, fresh)]
+    exchange.release_once(T0 + 300_000_000)
+    after = [_by_stream(connection) for connection in (muted, resubscribing, fresh)]
+
+    assert during == [
+        {"ethusdt@depth@100ms": [(101, 105), (106, 108)]},  # BTCUSDT silent, ETHUSDT flows
+        {"btcusdt@depth@100ms": [(101, 105), (106, 108)]},  # re-subscribed depth only, no trade
+        {"btcusdt@depth@100ms": [(101, 105), (106, 108)]},  # subscribed after the injection
+    ]
+    assert after == [
+        {"btcusdt@depth@100ms": [(109, 110)], "btcusdt@trade": [8], "ethusdt@depth@100ms": [(109, 110)]},
+        {"btcusdt@depth@100ms": [(109, 110)], "btcusdt@trade": [8]},
+        {"btcusdt@depth@100ms": [(109, 110)]},
+    ]
+    cleared = [e for e in _log_events(exchange) if e["event"] == "fault_cleared"]
+    assert [(e["fault"], e["reason"], e["symbols"]) for e in cleared] == [(MUTE, "expired", ["BTCUSDT"])]
+
+
+def test_sequence_gap_waits_for_a_listener_that_is_not_muted(exchange):
+    muted = _listener(exchange, "btcusdt@depth@100ms")
+    exchange.faults.inject(FaultRequest(MUTE, 0.15, "BTCUSDT"), T0)
+    exchange.faults.inject(FaultRequest(SEQUENCE_GAP, None, "BTCUSDT"), T0)
+
+    exchange.release_once(T0 + 120_000_000)  # only a muted listener: the gap waits
+    pending = exchange.faults.gap_pending("BTCUSDT")
+    exchange.release_once(T0 + 300_000_000)  # the mute has run out: 109-110 is skipped
+
+    assert pending
+    assert _received(muted) == []
+    assert not exchange.faults.gap_pending("BTCUSDT")
 
 
 def test_sequence_gap_skips_one_depth_event_and_the_snapshot_still_advances(exchange):
@@ -255,6 +375,11 @@ def _cli(argv: list[str]) -> argparse.Namespace:
         (
             ["stall", "--seconds", "6", "--symbol", "BTCUSDT"],
             ("POST", {"fault": STALL, "seconds": 6.0, "symbol": "BTCUSDT"}),
+        ),
+        (["mute", "--seconds", "30"], ("POST", {"fault": MUTE, "seconds": 30.0})),
+        (
+            ["mute", "--seconds", "5", "--symbol", "ETHUSDT"],
+            ("POST", {"fault": MUTE, "seconds": 5.0, "symbol": "ETHUSDT"}),
         ),
         (["429", "--seconds", "10"], ("POST", {"fault": HTTP_429, "seconds": 10.0})),
         (["gap", "--symbol", "ETHUSDT"], ("POST", {"fault": SEQUENCE_GAP, "symbol": "ETHUSDT"})),

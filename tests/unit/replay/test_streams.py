@@ -18,9 +18,22 @@ class _NullStream:
         pass
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now_ns = 1_000
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
 @pytest.fixture
-def hub():
-    return StreamHub(EventLog("replay-exchange", stream=_NullStream()))
+def clock():
+    return _Clock()
+
+
+@pytest.fixture
+def hub(clock):
+    return StreamHub(EventLog("replay-exchange", stream=_NullStream()), clock)
 
 
 def _connection(combined: bool = True) -> Connection:
@@ -130,3 +143,42 @@ def test_connection_past_backlog_limit_is_marked_too_slow(monkeypatch):
 
     assert connection.too_slow
     assert _sent(connection) == []
+
+
+def test_subscribe_records_when_each_stream_was_subscribed(hub, clock):
+    connection = _connection()
+    hub.add(connection, ["btcusdt@trade"])
+    clock.now_ns = 2_000
+
+    hub.subscribe(connection, ["btcusdt@trade", "btcusdt@depth"])  # trade is already subscribed
+
+    assert connection.streams == {"btcusdt@trade": 1_000, "btcusdt@depth": 2_000}
+
+
+def test_publish_muted_skips_subscriptions_made_up_to_that_time(hub, clock):
+    old, new = _connection(), _connection()
+    hub.add(old, ["btcusdt@trade"])  # subscribed at 1000
+    clock.now_ns = 1_001
+    hub.add(new, ["btcusdt@trade"])
+
+    hub.publish("btcusdt@trade", b'{"t":1}', muted_through_ns=1_000)
+
+    assert _sent(old) == []
+    assert _sent(new) == [{"stream": "btcusdt@trade", "data": {"t": 1}}]
+    assert hub.listened("btcusdt@trade", muted_through_ns=1_000)
+    assert not hub.listened("btcusdt@trade", muted_through_ns=1_001)
+
+
+def test_unsubscribe_then_subscribe_renews_the_subscription_time(hub, clock):
+    connection = _connection()
+    hub.add(connection, ["btcusdt@trade", "btcusdt@depth"])  # at 1000
+    clock.now_ns = 3_000
+
+    hub.handle_request(connection, '{"method":"UNSUBSCRIBE","params":["btcusdt@trade"],"id":1}')
+    hub.handle_request(connection, '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":2}')
+    hub.handle_request(connection, '{"method":"SUBSCRIBE","params":["btcusdt@depth"],"id":3}')
+    hub.publish("btcusdt@trade", b'{"t":1}', muted_through_ns=2_000)
+    hub.publish("btcusdt@depth", b'{"u":1}', muted_through_ns=2_000)
+
+    assert connection.streams == {"btcusdt@depth": 1_000, "btcusdt@trade": 3_000}
+    assert _sent(connection)[-1] == {"stream": "btcusdt@trade", "data": {"t": 1}}  # depth: still muted
