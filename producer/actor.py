@@ -28,7 +28,7 @@ from nautilus_trader.model.objects import Price, Quantity
 from ntplatform.cycles import CycleDecision, decide
 from ntplatform.logs import EventLog
 from ntplatform.tracker import SymbolTracker
-from producer.binance_client import binance_symbol, book_status_topic
+from producer.binance_client import RESUBSCRIBE_TOPIC, binance_symbol, book_status_topic
 from producer.health import NodeState
 from producer.metrics import ProducerMetrics
 from producer.publisher import ReportPublisher
@@ -155,22 +155,15 @@ class AnalyticsActor(Actor):
         return True
 
     def _resubscribe(self, instrument_id: InstrumentId) -> None:
-        """Renew the symbol's subscriptions: the book is rebuilt from a fresh snapshot."""
-        tracker = self._trackers.get(instrument_id.symbol.value)
-        if tracker is None:  # released meanwhile
+        """Have the data client renew the symbol's streams and rebuild its book from a snapshot."""
+        if instrument_id.symbol.value not in self._trackers:  # released meanwhile
             return
-        tracker.lose_sync()
-        self.runtime.state.update_symbol(tracker.symbol, book_synced=False)
-        self.runtime.metrics.book_synced.labels(tracker.symbol).set(0)
-        self.unsubscribe_order_book_deltas(instrument_id)
-        self.unsubscribe_trade_ticks(instrument_id)
-        self.subscribe_order_book_deltas(instrument_id, BookType.L2_MBP, depth=0, managed=False)
-        self.subscribe_trade_ticks(instrument_id)
+        self.msgbus.publish(RESUBSCRIBE_TOPIC, instrument_id)
         self.runtime.metrics.ws_resubscribe.labels("control_command").inc()
         self.runtime.log.info(
             "ws_resubscribe",
             reason="control_command",
-            symbol=tracker.symbol,
+            symbol=binance_symbol(instrument_id),
             instrument_id=str(instrument_id),
         )
 

@@ -48,6 +48,11 @@ def book_status_topic(instrument_id: InstrumentId | str) -> str:
     return f"ntplatform.book_status.{instrument_id}"
 
 
+# Message-bus topic on which the actor asks the client to renew a symbol's streams
+# (payload: the InstrumentId), for a signed ``resubscribe`` control command.
+RESUBSCRIBE_TOPIC = "ntplatform.resubscribe"
+
+
 class _Observability:
     """Where the extended client reports: set once by the node builder."""
 
@@ -94,6 +99,29 @@ class SequencedBookMixin:
         self._sequencers: dict[InstrumentId, DepthSequencer] = {}
         self._pending: dict[InstrumentId, list[tuple[Any, OrderBookDeltas]]] = {}
         self._resync_tasks: dict[InstrumentId, asyncio.Task] = {}
+        self._msgbus.subscribe(RESUBSCRIBE_TOPIC, self._on_resubscribe_request)
+
+    def _on_resubscribe_request(self, instrument_id: InstrumentId) -> None:
+        if instrument_id in self._book_depths:
+            self.create_task(self._renew_streams(instrument_id))
+
+    async def _renew_streams(self, instrument_id: InstrumentId) -> None:
+        """UNSUBSCRIBE and SUBSCRIBE the symbol's streams on their connection, then resync the book.
+
+        Done on the WebSocket directly: going through NautilusTrader's unsubscribe would close
+        a connection left without streams and race the new subscription.
+        """
+        ws = self._ws_client
+        prefix = f"{binance_symbol(instrument_id).lower()}@"
+        by_connection: dict[int, list[str]] = {}
+        for stream in [s for s in ws._streams if s.startswith(prefix)]:
+            by_connection.setdefault(ws._get_client_for_stream(stream), []).append(stream)
+        for connection, streams in by_connection.items():
+            if connection == -1:
+                continue
+            await ws._send(connection, ws._create_unsubscribe_msg(streams=streams))
+            await ws._send(connection, ws._create_subscribe_msg(streams=streams))
+        self._start_resync(instrument_id, "control_command")
 
     def _sequencer(self, instrument_id: InstrumentId) -> DepthSequencer:
         sequencer = self._sequencers.get(instrument_id)

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from assets.resources import RedisResource
+from ntplatform import control
+from sensors.resources import ControlResource
 from tests.conftest import (
     PYTHON,
     SHARED_DATA,
@@ -33,6 +36,8 @@ pytestmark = [
     pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
 ]
 SYMBOL = "BTCUSDT"
+NODE = "producer-node-001"
+CONTROL_SECRET = "a test fleet's control secret"  # noqa: S105 - the test's own
 RECORDING = SHARED_DATA / "spot" / "btcusdt_20240808.gz"
 
 
@@ -52,11 +57,13 @@ class Rig:
                 NT_REPORT_PERIOD_MS="50",
                 NT_METRICS_PORT=str(self.metrics_port),
                 NT_ENABLE_MULTI_INSTANCE="false",
+                NT_CONTROL_SECRET=CONTROL_SECRET,
             ),
             tmp_path / "producer.log",
         )
         processes.append(self.producer)
         self.redis = redis_server.client()
+        self.redis_url = redis_server.url
 
     def wait_reporting(self) -> None:
         def reporting() -> bool:
@@ -282,3 +289,44 @@ def test_http_429_longer_than_the_retry_schedule_resync_keeps_trying_and_recover
     assert rig.events("book_resync_failed", symbol=SYMBOL), "the operator is told the resync is stuck"
     assert len(rig.events("book_snapshot_failed", symbol=SYMBOL)) >= 5
     assert "Traceback" not in rig.producer.output()
+
+
+def _control(rig: Rig, secret: str) -> ControlResource:
+    return ControlResource(redis=RedisResource(url=rig.redis_url), secret=secret, ack_timeout_s=10)
+
+
+def test_mute_leaves_the_symbol_stale_until_a_signed_resubscribe_brings_it_back(rig, tickers):
+    rig.fault({"fault": "mute", "seconds": 600, "symbol": SYMBOL})
+    wait_for(lambda: (rig.latest_report() or {}).get("data_age_ms", 0) > 5000, 60, "data older than 5 s")
+    assert not rig.events("book_resync")  # the connection is up and nothing is lost: no self-repair
+    since = rig.last_stream_id()
+
+    acks = _control(rig, CONTROL_SECRET).send("resubscribe", NODE, SYMBOL)
+
+    assert acks == [{"id": acks[0]["id"], "node_id": NODE, "outcome": "accepted", "reason": None}]
+    wait_for(lambda: rig.events("ws_resubscribe", reason="control_command", symbol=SYMBOL), 30, "resubscribe")
+    reports = wait_correct_reports(rig, since, tickers)
+    assert reports[-1]["data_age_ms"] < 1000
+    assert rig.events("control_command_accepted", command="resubscribe", command_id=acks[0]["id"])
+    assert rig.metric("nt_control_commands_total", command="resubscribe", outcome="accepted") == 1
+
+
+def test_forged_replayed_and_garbage_commands_are_refused_and_logged(rig):
+    forged = _control(rig, "not the fleet's secret at all").send("resubscribe", NODE, SYMBOL)
+    assert [(a["outcome"], a["reason"]) for a in forged] == [("refused", "bad_signature")]
+    (event,) = rig.events("control_command_refused", reason="bad_signature")
+    assert event["command"] == "resubscribe"
+    assert "forged" in event["hint"]
+    assert CONTROL_SECRET not in rig.producer.output()
+
+    genuine = control.make_command(CONTROL_SECRET, "rebalance", "*", int(time.time() * 1000))
+    rig.redis.publish(control.CHANNEL, genuine)
+    rig.redis.publish(control.CHANNEL, genuine)  # a recorded command sent again
+    rig.redis.publish(control.CHANNEL, b"restart everything")
+    wait_for(lambda: rig.events("control_command_refused", reason="malformed"), 30, "malformed refused")
+    wait_for(lambda: rig.events("control_command_refused", reason="replayed"), 30, "replay refused")
+    assert len(rig.events("control_command_accepted", command="rebalance")) == 1
+    assert rig.metric("nt_control_commands_total", command="resubscribe", outcome="refused") == 1
+    assert rig.metric("nt_control_commands_total", command="rebalance", outcome="refused") == 1
+    assert rig.metric("nt_control_commands_total", command="unknown", outcome="refused") == 1
+    assert not rig.events("ws_resubscribe", reason="control_command")  # the forged one did nothing
