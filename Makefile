@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP) tools
 
 # promtool and prometheus (Debian's `prometheus` package) check and test the alert rules;
-# docker-compose checks docker-compose.yml where the `docker compose` plugin is missing.
+# docker-compose checks docker-compose.yml where the `docker compose` plugin is missing;
+# headless chromium (Debian's `chromium`) renders the Dagster UI in tests/integration/test_dagster_ui.py.
 tools:
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "make setup: installing Debian packages:$$missing"; \
