@@ -2,8 +2,9 @@
 
 Starts, in order and only where needed: a Redis server (when none answers at
 ``REDIS_URL`` and the URL is local), the replay exchange (when recordings are found
-and ``--live`` is not given), and N producer nodes. Prints where to look, restarts a
-producer that dies (with backoff), and on Ctrl-C or SIGTERM stops exactly the
+and ``--live`` is not given), N producer nodes, and the Dagster webserver and daemon
+(unless ``--no-dagster``; ``ntplatform.dagster_processes``). Prints where to look, restarts
+a process that dies (with backoff), and on Ctrl-C or SIGTERM stops exactly the
 processes it started.
 """
 
@@ -15,6 +16,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from ntplatform import supervisor_api
+from ntplatform import dagster_processes, supervisor_api
 from ntplatform.logs import EventLog
 from ntplatform.settings import DEFAULT_REPLAY_PATH, redact_url
 
@@ -82,6 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=9100,
         help="node i serves /metrics and /health on this + i (default 9100)",
+    )
+    parser.add_argument(
+        "--dagster-port",
+        type=int,
+        default=dagster_processes.DEFAULT_PORT,
+        help=f"Dagster webserver on 127.0.0.1 (default {dagster_processes.DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--no-dagster", action="store_true", help="do not start the Dagster webserver and daemon"
     )
     parser.add_argument(
         "--control-port",
@@ -148,6 +159,15 @@ def replay_symbols(url: str) -> list[str]:
         return sorted(str(entry["symbol"]) for entry in info["symbols"])
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def http_ok(url: str) -> bool:
@@ -267,12 +287,40 @@ class Supervisor:
         return True
 
     def start_producers(self) -> None:
-        for index in range(1, self.args.nodes + 1):
+        for index, node_id in enumerate(self.node_ids(), start=1):
             env = dict(self.env)
-            env["NT_NODE_ID"] = f"producer-node-{index:03d}"
+            env["NT_NODE_ID"] = node_id
             env["NT_METRICS_PORT"] = str(self.node_port(index))
             argv = [sys.executable, "-m", "ntplatform.cli", "producer"]
             self._spawn(Child(env["NT_NODE_ID"], argv, env, restart=True))
+
+    def node_ids(self) -> list[str]:
+        return [f"producer-node-{index:03d}" for index in range(1, self.args.nodes + 1)]
+
+    def start_dagster(self) -> bool:
+        port = int(self.args.dagster_port)
+        if not port_free(port):
+            self.log.error(
+                "fatal_error",
+                reason="dagster_port_unavailable",
+                port=port,
+                hint="another Dagster may be running: stop it, or use --dagster-port N or --no-dagster",
+            )
+            return False
+        supervisor_url = f"http://{supervisor_api.LOOPBACK}:{self.control.port}" if self.control else None
+        env = dagster_processes.dagster_env(self.env, self.node_ids(), supervisor_url)
+        self.log.info(
+            "dagster_starting",
+            url=f"http://127.0.0.1:{port}",
+            dagster_home=env["DAGSTER_HOME"],
+            storage="postgres" if env.get(dagster_processes.PG_URL) else "sqlite",
+        )
+        self._spawn(Child("dagster-webserver", dagster_processes.webserver_argv(port), env, restart=True))
+        self._spawn(Child("dagster-daemon", dagster_processes.daemon_argv(), dict(env), restart=True))
+        return True
+
+    def dagster_url(self) -> str | None:
+        return None if self.args.no_dagster else f"http://127.0.0.1:{self.args.dagster_port}"
 
     def node_port(self, index: int) -> int:
         return int(self.args.metrics_base_port) + index
@@ -299,6 +347,8 @@ class Supervisor:
             )
         if "NT_BINANCE_HTTP_URL" in self.env:
             lines.append(f"  exchange  {self.env['NT_BINANCE_HTTP_URL']} (replay)")
+        if self.dagster_url():
+            lines.append(f"  dagster   {self.dagster_url()}   (sensors, remediation runs, archive)")
         lines.append("Ctrl-C stops everything started here.\n")
         print("\n".join(lines), file=sys.stderr, flush=True)
 
@@ -357,11 +407,17 @@ class Supervisor:
         path = self.replay_path()
         if path is not None and not self.start_replay(path):
             return 1
+        if dagster_processes.ensure_control_secret(self.env):
+            self.log.info("control_secret_generated", hint="set NT_CONTROL_SECRET to share one across runs")
         self.start_producers()
+        if not self.args.no_dagster and not self.start_dagster():
+            return 1
         ports = [self.node_port(i) for i in range(1, self.args.nodes + 1)]
+        dagster = self.dagster_url()
         healthy = wait_until(
-            lambda: all(health_status(p) == "ok" for p in ports),
-            90,
+            lambda: all(health_status(p) == "ok" for p in ports)
+            and (dagster is None or http_ok(f"{dagster}/server_info")),
+            120,
             give_up=lambda: self._stopping or any(c.process and c.process.poll() == 2 for c in self.children),
         )
         if self._stopping:
@@ -395,6 +451,8 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return f"--exchange-port {args.exchange_port}: must be from 1 to 65535"
     if not args.metrics_base_port >= 1 or args.metrics_base_port + args.nodes > 65535:
         return f"--metrics-base-port {args.metrics_base_port}: base + nodes must be from 2 to 65535"
+    if not args.no_dagster and not 1 <= args.dagster_port <= 65535:
+        return f"--dagster-port {args.dagster_port}: must be from 1 to 65535"
     if not 0 <= args.control_port <= 65535:
         return f"--control-port {args.control_port}: must be from 0 (off) to 65535"
     if not (math.isfinite(args.speed) and 0 < args.speed <= 1000):

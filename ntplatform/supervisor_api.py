@@ -10,8 +10,10 @@ until the window has moved on: the API answers 409 and the supervisor logs
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -86,7 +88,14 @@ def stop_child(child: Child, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    _stop_group(process.pid)
     return process.returncode
+
+
+def _stop_group(pgid: int) -> None:
+    """Kill what the child left behind in its process group (Dagster's code servers and runs)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def describe(child: Child) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def test_runbook_commands_work_against_a_running_fleet(processes, tmp_path):
             "-m",
             "ntplatform.cli",
             "up",
+            "--no-dagster",
             "--nodes",
             "3",
             "--exchange-port",

@@ -45,7 +45,8 @@ def _start_up(processes: list[ManagedProcess], tmp_path: Any) -> tuple[ManagedPr
         free_port() - 1,
         free_port(),
     )
-    argv = [PYTHON, "-m", "ntplatform.cli", "up", "--nodes", "2", "--exchange-port", str(exchange_port)]
+    argv = [PYTHON, "-m", "ntplatform.cli", "up", "--no-dagster", "--nodes", "2"]
+    argv += ["--exchange-port", str(exchange_port)]
     argv += ["--metrics-base-port", str(base_port), "--control-port", str(control_port)]
     up = ManagedProcess(argv, python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"), tmp_path / "up.log")
     processes.append(up)

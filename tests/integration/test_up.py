@@ -39,6 +39,7 @@ def _start_up(processes, tmp_path, **env: str) -> tuple[ManagedProcess, int, int
             "-m",
             "ntplatform.cli",
             "up",
+            "--no-dagster",  # tests/integration/test_dagster_remediation.py runs it with Dagster
             "--exchange-port",
             str(exchange_port),
             "--metrics-base-port",
@@ -133,7 +134,11 @@ def test_up_stops_when_a_producer_is_misconfigured(processes, tmp_path):
 
 @pytest.mark.parametrize(
     ("argument", "expected"),
-    [("--speed=inf", "--speed inf: must be a number above 0"), ("--exchange-port=99999", "from 1 to 65535")],
+    [
+        ("--speed=inf", "--speed inf: must be a number above 0"),
+        ("--exchange-port=99999", "from 1 to 65535"),
+        ("--dagster-port=0", "--dagster-port 0: must be from 1 to 65535"),
+    ],
 )
 def test_up_bad_argument_exits_2_before_starting_anything(argument, expected):
     import subprocess

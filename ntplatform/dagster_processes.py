@@ -1,0 +1,63 @@
+"""How ``ntplatform up`` runs Dagster: the webserver and the daemon, and their environment.
+
+Both load the code location from ``workspace.yaml`` (``definitions.py``) in the repository
+root. ``DAGSTER_HOME`` is taken from the environment when set, else ``dagster_home/`` (SQLite
+storage) or, when ``NT_DAGSTER_PG_URL`` is set, ``dagster_home/postgres/`` (PostgreSQL).
+Dagster's resources read the rest from the environment (``definitions.py``): Redis, the
+symbols, the nodes that must be live, the supervisor's control API and the control secret.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PORT = 3000
+PG_URL = "NT_DAGSTER_PG_URL"
+
+
+def dagster_home(env: Mapping[str, str]) -> Path:
+    if env.get("DAGSTER_HOME"):
+        return Path(env["DAGSTER_HOME"]).resolve()
+    home = REPO_ROOT / "dagster_home"
+    return home / "postgres" if env.get(PG_URL) else home
+
+
+def ensure_control_secret(env: dict[str, str]) -> bool:
+    """Give the fleet a control secret for this run when none is configured; True if generated.
+
+    Producers and Dagster started together then share it, so signed commands work out of the box.
+    """
+    if env.get("NT_CONTROL_SECRET"):
+        return False
+    env["NT_CONTROL_SECRET"] = secrets.token_hex(24)
+    return True
+
+
+def dagster_env(
+    env: Mapping[str, str], node_ids: list[str], supervisor_url: str | None
+) -> dict[str, str]:
+    """The environment of the webserver and the daemon (and the runs they launch)."""
+    result = dict(env)
+    result["DAGSTER_HOME"] = str(dagster_home(env))
+    result["NT_EXPECTED_NODES"] = env.get("NT_EXPECTED_NODES") or ",".join(node_ids)
+    result["NT_ARCHIVE_DIR"] = env.get("NT_ARCHIVE_DIR") or str(Path("data/archive").resolve())
+    if supervisor_url:
+        result.setdefault("NT_SUPERVISOR_URL", supervisor_url)
+    return result
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def webserver_argv(port: int) -> list[str]:
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    return [_tool("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", workspace]
+
+
+def daemon_argv() -> list[str]:
+    return [_tool("dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")]
