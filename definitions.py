@@ -15,7 +15,7 @@ import os
 
 import dagster as dg
 
-from assets import archive
+from assets import archive, freshness
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
 from sensors.churn import excessive_rebalancing_sensor, ws_resubscribe_loop_sensor
 from sensors.fleet_diagnosis import diagnose_fleet
@@ -39,22 +39,25 @@ def _list(name: str, default: str = "") -> list[str]:
 redis_db = RedisResource(url=_secret("REDIS_URL", DEFAULT_REDIS_URL))
 
 defs = dg.Definitions(
-    assets=[archive.report_archive],
+    assets=[archive.report_archive, freshness.report_streams],
+    asset_checks=[freshness.check_reports_fresh, *freshness.archive_freshness_checks],
     jobs=[
         archive.archive_reports,
+        freshness.check_report_freshness,
         diagnose_fleet,
         restart_producer,
         resubscribe_symbol,
         release_orphaned_leases,
         force_rebalance,
     ],
-    schedules=[archive.archive_reports_schedule],
+    schedules=[archive.archive_reports_schedule, freshness.report_freshness_schedule],
     sensors=[
         producer_heartbeat_sensor,
         lease_conflict_sensor,
         market_data_staleness_sensor,
         excessive_rebalancing_sensor,
         ws_resubscribe_loop_sensor,
+        freshness.report_archive_freshness_sensor,
     ],
     resources={
         "redis_db": redis_db,

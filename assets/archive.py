@@ -106,4 +106,6 @@ def report_archive(
 archive_reports = dg.define_asset_job("archive_reports", selection=[report_archive])
 
 # Archive each hour five minutes after it closes, well before the bounded stream trims it.
-archive_reports_schedule = dg.build_schedule_from_partitioned_job(archive_reports, minute_of_hour=5)
+archive_reports_schedule = dg.build_schedule_from_partitioned_job(
+    archive_reports, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.RUNNING
+)

@@ -1,4 +1,4 @@
-"""The ``ntplatform`` command: ``producer``, ``replay-exchange``, ``fault`` and ``up``."""
+"""The ``ntplatform`` command: ``producer``, ``replay-exchange``, ``fault``, ``control`` and ``up``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ def _build_parser() -> argparse.ArgumentParser:
     from ntplatform.replay import fault_cli
 
     fault_cli.add_arguments(fault)
-    up = commands.add_parser("up", help="start Redis, the replay exchange and producers")
+    command = commands.add_parser("control", help="send a signed command to the producers (nt:control)")
+    from ntplatform import control_client
+
+    control_client.add_arguments(command)
+    up = commands.add_parser("up", help="start Redis, the replay exchange, producers and Dagster")
     from ntplatform import supervisor
 
     supervisor.add_arguments(up)
@@ -41,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from ntplatform.replay import fault_cli
 
         return fault_cli.run(args)
+    if args.command == "control":
+        from ntplatform import control_client
+
+        return control_client.run(args)
     from ntplatform import supervisor
 
     return supervisor.run(args)

@@ -16,7 +16,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from assets.resources import RedisResource
-from ntplatform import control, keys
+from ntplatform import control_client, keys
 from ntplatform.coordination.leases import RELEASE_ORPHANED
 from ntplatform.diagnosis import (
     MAX_CLOCK_SKEW_MS,
@@ -257,10 +257,6 @@ class SupervisorResource(dg.ConfigurableResource):
             ) from None
 
 
-class ControlError(Exception):
-    """A command could not be sent (no secret, Redis unreachable)."""
-
-
 class ControlResource(dg.ConfigurableResource):
     """Signed commands to producers on ``nt:control`` and lease repair in Redis.
 
@@ -275,49 +271,13 @@ class ControlResource(dg.ConfigurableResource):
     def send(
         self, command: str, target: str, symbol: str | None = None, expected: int = 1
     ) -> list[dict[str, Any]]:
-        """Publish one signed command; the acks (``control.ack``) received within the timeout.
-
-        Waits until ``expected`` nodes answered or ``ack_timeout_s`` passed.
-        """
-        if not self.secret:
-            raise ControlError(
-                "NT_CONTROL_SECRET is not set where Dagster runs: producers would refuse the command"
-            )
-        client = self.redis.client()
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(control.ACK_CHANNEL)
-            seconds, micros = client.time()
-            message = control.make_command(
-                self.secret, command, target, int(seconds) * 1000 + int(micros) // 1000, symbol
-            )
-            command_id = json.loads(message)["id"]
-            client.publish(control.CHANNEL, message)
-            acks: list[dict[str, Any]] = []
-            deadline = time.monotonic() + self.ack_timeout_s
-            while len(acks) < expected and time.monotonic() < deadline:
-                reply = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-                if reply is None:
-                    continue
-                body = _decode_ack(reply.get("data"))
-                if body is not None and body.get("id") == command_id:
-                    acks.append(body)
-            return acks
-        except redis.RedisError as error:
-            raise ControlError(f"cannot send {command} on {control.CHANNEL}: {error}") from None
-        finally:
-            pubsub.close()
+        """Publish one signed command; the acks received (``control_client.send``)."""
+        return control_client.send(
+            self.redis.client(), self.secret, command, target, symbol, expected, self.ack_timeout_s
+        )
 
     def release_orphaned_lease(self, symbol: str, holder: str) -> str:
         """Delete ``report:writer:{symbol}`` if it still names ``holder`` and it has no heartbeat."""
         client = self.redis.client()
         result = client.eval(RELEASE_ORPHANED, 2, keys.writer_key(symbol), keys.node_key(holder), holder)
         return {1: "released", 0: "not_held_by_holder", -1: "holder_alive"}[int(result)]
-
-
-def _decode_ack(raw: Any) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except (TypeError, ValueError):
-        return None
-    return body if isinstance(body, dict) else None

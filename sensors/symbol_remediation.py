@@ -25,9 +25,10 @@ from typing import Any
 import dagster as dg
 
 from ntplatform import control
+from ntplatform.control_client import ControlError
 from ntplatform.diagnosis import Finding, FleetSnapshot
 from sensors.fleet_diagnosis import DiagnoseConfig, incident_config, incident_tags, record_diagnosis
-from sensors.resources import ControlError, ControlResource, FleetResource
+from sensors.resources import ControlResource, FleetResource
 
 FRESH_DATA_AGE_MS = 1000
 

@@ -9,6 +9,7 @@ the alerts and runbooks name, and reports that carry on afterwards from a correc
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -301,8 +302,17 @@ def test_mute_leaves_the_symbol_stale_until_a_signed_resubscribe_brings_it_back(
     assert not rig.events("book_resync")  # the connection is up and nothing is lost: no self-repair
     since = rig.last_stream_id()
 
-    acks = _control(rig, CONTROL_SECRET).send("resubscribe", NODE, SYMBOL)
+    # The operator's way: `ntplatform control` (the Dagster job sends the same command).
+    sent = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "control", "resubscribe", "--node", NODE, "--symbol", SYMBOL],
+        env=python_env(REDIS_URL=rig.redis_url, NT_CONTROL_SECRET=CONTROL_SECRET),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
+    assert sent.returncode == 0, sent.stderr
+    acks = [json.loads(line) for line in sent.stdout.splitlines()]
     assert acks == [{"id": acks[0]["id"], "node_id": NODE, "outcome": "accepted", "reason": None}]
     wait_for(lambda: rig.events("ws_resubscribe", reason="control_command", symbol=SYMBOL), 30, "resubscribe")
     reports = wait_correct_reports(rig, since, tickers)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import dagster as dg
 import pytest
 
+from assets import freshness
 from ntplatform import keys
 from producer.health import NodeState
 from producer.http_server import NodeHttpServer
@@ -200,3 +202,31 @@ def test_counter_sensors_name_nodes_whose_metrics_cannot_be_read(redis_server: R
     second = tick(ws_resubscribe_loop_sensor, fleet, _aged(first.cursor, 61))
     assert "(n1, n2, n3 not answering /metrics)" in second.skip_reason.skip_message
     assert SYMBOLS  # the fleet's symbols are configured as for the other sensor tests
+
+
+def _freshness_check(fleet) -> dg.AssetCheckEvaluation:
+    defs = dg.Definitions(
+        assets=[freshness.report_streams],
+        asset_checks=[freshness.check_reports_fresh],
+        jobs=[freshness.check_report_freshness],
+        resources={"fleet": fleet},
+    )
+    result = defs.resolve_job_def("check_report_freshness").execute_in_process()
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_report_freshness_asset_check_passes_then_names_the_stale_symbol(redis_server: RedisProcess) -> None:
+    fleet = fleet_of(redis_server)
+    _fresh_fleet(redis_server)
+    fresh = _freshness_check(fleet)
+    assert fresh.passed
+    assert fresh.description == "3 symbols fresh"
+
+    _report(redis_server, "SOLUSDT", "n3", data_age_ms=7_500)
+    stale = _freshness_check(fleet)
+    assert not stale.passed
+    assert stale.description.startswith(
+        "symbol_stale SOLUSDT: latest report (seq 41) carries market data 7500 ms"
+    )
+    assert stale.metadata["per_symbol"].value["SOLUSDT"]["data_age_ms"] == 7500

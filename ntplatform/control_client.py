@@ -1,0 +1,118 @@
+"""Sending signed commands on ``nt:control`` and collecting the acks (the I/O edge of
+``ntplatform.control``), and ``ntplatform control``, the operator's way to send one by hand.
+
+``ntplatform control rebalance`` / ``ntplatform control resubscribe --symbol BTCUSDT
+[--node producer-node-002]`` reads ``REDIS_URL`` and ``NT_CONTROL_SECRET`` from the
+environment, prints each node's answer on one line and exits 0 when at least one node
+accepted, 1 when none did (or none answered), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from ntplatform import control, keys
+from ntplatform.settings import MIN_SECRET_CHARS, redact_url
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class ControlError(Exception):
+    """A command could not be sent (no secret, Redis unreachable)."""
+
+
+def send(
+    client: redis.Redis,
+    secret: str,
+    command: str,
+    target: str,
+    symbol: str | None = None,
+    expected: int = 1,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """Publish one signed command (issued at Redis's time); the acks received in time.
+
+    Waits until ``expected`` nodes answered or ``timeout_s`` passed.
+    """
+    if not secret:
+        raise ControlError("NT_CONTROL_SECRET is not set here: producers would refuse the command")
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(control.ACK_CHANNEL)
+        seconds, micros = client.time()
+        message = control.make_command(
+            secret, command, target, int(seconds) * 1000 + int(micros) // 1000, symbol
+        )
+        command_id = orjson.loads(message)["id"]
+        client.publish(control.CHANNEL, message)
+        acks: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while len(acks) < expected and time.monotonic() < deadline:
+            reply = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            body = _decode(reply.get("data")) if reply else None
+            if body is not None and body.get("id") == command_id:
+                acks.append(body)
+        return acks
+    except redis.RedisError as error:
+        raise ControlError(f"cannot send {command} on {control.CHANNEL}: {error}") from None
+    finally:
+        pubsub.close()
+
+
+def live_nodes(client: redis.Redis) -> int:
+    return sum(1 for _ in client.scan_iter(match=keys.node_key("*"), count=1000))
+
+
+def _decode(raw: Any) -> dict[str, Any] | None:
+    try:
+        body = orjson.loads(raw)
+    except (TypeError, orjson.JSONDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=control.COMMANDS,
+        help="rebalance: recompute ownership now; resubscribe: renew a symbol's market data (needs --symbol)",
+    )
+    parser.add_argument("--node", default=control.EVERY_NODE, help="target node id (default: every node)")
+    parser.add_argument("--symbol", help="the symbol to resubscribe")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for acks")
+
+
+def run(args: argparse.Namespace) -> int:
+    secret = os.environ.get("NT_CONTROL_SECRET", "").strip()
+    problem = None
+    if len(secret) < MIN_SECRET_CHARS:
+        problem = (
+            f"NT_CONTROL_SECRET must be set to the fleet's secret (at least {MIN_SECRET_CHARS} characters)"
+        )
+    elif args.action in control.NEEDS_SYMBOL and not args.symbol:
+        problem = f"{args.action} needs --symbol (the symbol to resubscribe, e.g. BTCUSDT)"
+    elif not 0 < args.timeout <= 60:
+        problem = f"--timeout {args.timeout}: must be above 0 and at most 60 seconds"
+    if problem:
+        print(f"ntplatform control: {problem}", file=sys.stderr)
+        return 2
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        expected = live_nodes(client) if args.node == control.EVERY_NODE else 1
+        acks = send(client, secret, args.action, args.node, args.symbol, max(expected, 1), args.timeout)
+    except (ControlError, redis.RedisError) as error:
+        print(f"ntplatform control: {error} (REDIS_URL={redact_url(url)})", file=sys.stderr)
+        return 1
+    for ack in acks:
+        print(orjson.dumps(ack).decode())
+    if not acks:
+        print(f"ntplatform control: no node answered within {args.timeout:g} s", file=sys.stderr)
+    return 0 if any(a.get("outcome") == "accepted" for a in acks) else 1
