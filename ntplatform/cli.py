@@ -1,4 +1,4 @@
-"""The ``ntplatform`` command: ``producer``, ``replay-exchange``, ``fault``, ``control`` and ``up``."""
+"""The ``ntplatform`` command: producer, replay-exchange, fault, control, backfill and up."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from ntplatform.replay import fault_cli
 
     fault_cli.add_arguments(fault)
+    backfill = commands.add_parser(
+        "backfill", help="recompute reports from recordings with the backtest engine, to Parquet"
+    )
+    from producer import backfill as backfill_cli
+
+    backfill_cli.add_arguments(backfill)
     command = commands.add_parser("control", help="send a signed command to the producers (nt:control)")
     from ntplatform import control_client
 
@@ -45,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from ntplatform.replay import fault_cli
 
         return fault_cli.run(args)
+    if args.command == "backfill":
+        from producer import backfill as backfill_cli
+
+        return backfill_cli.run(args)
     if args.command == "control":
         from ntplatform import control_client
 

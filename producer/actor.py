@@ -15,7 +15,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.common.config import ActorConfig, NonNegativeInt, PositiveInt
@@ -31,7 +31,6 @@ from ntplatform.tracker import SymbolTracker
 from producer.binance_client import RESUBSCRIBE_TOPIC, binance_symbol, book_status_topic
 from producer.health import NodeState
 from producer.metrics import ProducerMetrics
-from producer.publisher import ReportPublisher
 
 FAST_TIMER = "fast_cycle"
 SLOW_TIMER = "slow_cycle"
@@ -49,12 +48,24 @@ class AnalyticsActorConfig(ActorConfig, frozen=True):
     clock_offset_ms: int = 0  # injected clock skew, for tests: shifts ts_published_ms only
 
 
+class ReportOutlet(Protocol):
+    """Where reports go and where the symbols to follow come from: the node's Redis publisher
+    (``producer.publisher``) or a backfill's Parquet sink (``producer.backfill``)."""
+
+    def set_available(self, symbols: list[str]) -> None: ...
+    def target_symbols(self) -> list[str]: ...
+    def submit(self, reports: dict[str, dict[str, Any]]) -> None: ...
+    def hand_over(self) -> None: ...
+    def watch_target(self, callback: Callable[[list[str]], None]) -> None: ...
+    def on_resubscribe(self, callback: Callable[[str], bool]) -> None: ...
+
+
 class Runtime:
     """The node's I/O edges that the actor reports to, bound before the node runs."""
 
     def __init__(
         self,
-        publisher: ReportPublisher,
+        publisher: ReportOutlet,
         metrics: ProducerMetrics,
         state: NodeState,
         log: EventLog,
@@ -110,11 +121,13 @@ class AnalyticsActor(Actor):
             self.runtime.log.error("fatal_error", reason="no_instrument_available")
             self.runtime.stop_node()
             return
-        self._loop = asyncio.get_running_loop()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # the backtest engine: one thread, no event loop
+            self._loop = None
         self._loop_thread = threading.get_ident()
-        coordinator = self.runtime.publisher.coordinator
-        coordinator.on_target = self._target_changed
-        coordinator.control.resubscribe = self._request_resubscribe
+        self.runtime.publisher.watch_target(self._target_changed)
+        self.runtime.publisher.on_resubscribe(self._request_resubscribe)
         self._following = True
         self._follow_target()
         self.clock.set_timer(
@@ -131,7 +144,10 @@ class AnalyticsActor(Actor):
 
     def _target_changed(self, _symbols: list[str]) -> None:
         """Called on the publisher thread: follow the new target on the event-loop thread."""
-        self._loop.call_soon_threadsafe(self._follow_target)
+        if self._loop is None:
+            self._follow_target()
+        else:
+            self._loop.call_soon_threadsafe(self._follow_target)
 
     def _follow_target(self) -> None:
         """Subscribe market data for the symbols this node should own, and only those."""
@@ -149,7 +165,7 @@ class AnalyticsActor(Actor):
     def _request_resubscribe(self, symbol: str) -> bool:
         """Called on the publisher thread by a ``resubscribe`` command; False if not followed."""
         instrument_id = next((i for i in self._instrument_ids if binance_symbol(i) == symbol), None)
-        if instrument_id is None or instrument_id.symbol.value not in self._trackers:
+        if instrument_id is None or instrument_id.symbol.value not in self._trackers or self._loop is None:
             return False
         self._loop.call_soon_threadsafe(self._resubscribe, instrument_id)
         return True
@@ -198,7 +214,7 @@ class AnalyticsActor(Actor):
         """
 
         def on_timer(event: TimeEvent) -> None:
-            if threading.get_ident() == self._loop_thread:
+            if self._loop is None or threading.get_ident() == self._loop_thread:
                 handler(event)
             else:
                 self._loop.call_soon_threadsafe(handler, event)

@@ -146,3 +146,12 @@ class ProducerMetrics:
             ["command", "outcome"],
             registry=r,
         )
+
+    def published_counts(self) -> dict[str, int]:
+        """``nt_report_publish_total`` by symbol, as this process counted it."""
+        return {
+            sample.labels["symbol"]: int(sample.value)
+            for family in self.report_publish.collect()
+            for sample in family.samples
+            if sample.name == "nt_report_publish_total"
+        }

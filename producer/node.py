@@ -185,5 +185,5 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         http.stop()
         if node is not None:
             node.dispose()
-        log.info("shutdown_complete")
+        log.info("shutdown_complete", reports_published=metrics.published_counts())
     return 0

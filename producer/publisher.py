@@ -90,6 +90,14 @@ class ReportPublisher:
     def owned_symbols(self) -> list[str]:
         return self.leases.held()
 
+    def watch_target(self, callback: Callable[[list[str]], None]) -> None:
+        """``callback(symbols)`` on the publisher thread whenever this node's share changes."""
+        self.coordinator.on_target = callback
+
+    def on_resubscribe(self, callback: Callable[[str], bool]) -> None:
+        """``callback(symbol)`` on the publisher thread for each accepted ``resubscribe`` command."""
+        self.coordinator.control.resubscribe = callback
+
     def hand_over(self) -> None:
         """Stop writing, release every lease and leave the fleet now, so peers take over."""
         with self._wake:

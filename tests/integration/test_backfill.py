@@ -1,0 +1,140 @@
+"""Backfill through NautilusTrader's backtest engine, checked against the exchange's own data.
+
+- best bid and ask of every backfilled report whose ``book_update_id`` the exchange published
+  a ``bookTicker`` for equal that ``bookTicker`` (spot and USDⓈ-M);
+- the slow cycle's trade count, volume, buy volume and VWAP equal a computation straight
+  from the recording's raw trade lines (read here with plain ``gzip`` and ``json``);
+- ``ntplatform backfill`` shows progress, writes the archive's Parquet layout and refuses
+  bad input with one line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from ntplatform.archive import ARCHIVE_SCHEMA
+from ntplatform.replay.recording import load_recordings
+from producer.backfill import BackfillSettings, backfill
+from tests.conftest import PYTHON, SHARED_DATA, python_env
+from tests.integration.recordings import book_tickers
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
+]
+SPOT = SHARED_DATA / "spot" / "btcusdt_20240808.gz"
+USDM = SHARED_DATA / "usdm" / "btcusdt_20240808.gz"
+
+
+def _rows(root: Path, symbol: str = "BTCUSDT") -> list[dict]:
+    return ds.dataset(root / f"symbol={symbol}", format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def spot_rows(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("spot")
+    backfill(load_recordings([SPOT]), str(out), BackfillSettings(report_period_ms=100, slow_period_ms=1000))
+    return _rows(out)
+
+
+@pytest.mark.parametrize("recording", [SPOT, USDM], ids=["spot", "usdm"])
+def test_backfilled_best_bid_and_ask_equal_the_exchange_book_ticker(recording: Path, tmp_path: Path) -> None:
+    result = backfill(load_recordings([recording]), str(tmp_path), BackfillSettings(report_period_ms=50))
+    rows = _rows(tmp_path)
+    assert len(rows) == result.reports
+    tickers = book_tickers(recording)
+    matched = [r for r in rows if r["book_update_id"] in tickers]
+    wrong = [r for r in matched if (r["best_bid"], r["best_ask"]) != tickers[r["book_update_id"]]]
+    print(
+        f"{recording.parent.name}: {len(matched)} of {len(rows)} reports at a bookTicker id,",
+        f"{len(wrong)} differ",
+    )
+    assert wrong == []
+    assert len(matched) >= 100
+    # About one report per period over the recording's span: the simulated clock drove the cycles.
+    assert abs(result.reports - result.simulated_s * 1000 / 50) <= 0.01 * result.reports + 5
+    assert result.speedup > 1
+
+
+def _raw_trades(recording: Path) -> list[tuple[int, float, float, bool]]:
+    """(receive ms, price, quantity, buyer is maker) of every trade after the snapshot line."""
+    trades, after_snapshot = [], False
+    with gzip.open(recording, "rt") as lines:
+        for line in lines:
+            stamp, _, body = line.partition(" ")
+            message = json.loads(body)
+            after_snapshot = after_snapshot or "lastUpdateId" in message
+            if after_snapshot and message.get("stream", "").endswith("@trade"):
+                data = message["data"]
+                trades.append((int(stamp) // 1_000_000, float(data["p"]), float(data["q"]), data["m"]))
+    return trades
+
+
+def test_slow_cycle_volume_and_vwap_equal_a_computation_from_the_raw_trades(spot_rows: list[dict]) -> None:
+    trades = _raw_trades(SPOT)
+    checked = 0
+    for row in spot_rows:
+        if row["slow_ts_ms"] is None:
+            continue
+        at = int(row["slow_ts_ms"].timestamp() * 1000)
+        if any(abs(ms - at) <= 1 for ms, *_ in trades):
+            continue  # a trade in the same millisecond as the cycle: order not defined by the data
+        window = [t for t in trades if at - 30 * 60_000 <= t[0] <= at]
+        volume = sum(q for _, _, q, _ in window)
+        buy_volume = sum(q for _, _, q, maker in window if not maker)  # buyer was the aggressor
+        assert row["slow_trade_count"] == len(window)
+        assert row["slow_volume"] == pytest.approx(volume, rel=1e-9)
+        assert row["slow_buy_volume"] == pytest.approx(buy_volume, rel=1e-9)
+        if volume:
+            vwap = sum(p * q for _, p, q, _ in window) / volume
+            assert row["slow_vwap"] == pytest.approx(vwap, rel=1e-9)
+        checked += 1
+    assert checked >= 200, f"only {checked} slow summaries could be checked"
+
+
+def test_backfill_reports_are_numbered_and_typed_like_the_archive(
+    spot_rows: list[dict], tmp_path: Path
+) -> None:
+    assert [r["seq"] for r in spot_rows] == list(range(1, len(spot_rows) + 1))
+    assert {r["node_id"] for r in spot_rows} == {"backfill"}
+    assert len({r["stream_id"] for r in spot_rows}) == len(spot_rows)
+    published = [r["ts_published_ms"] for r in spot_rows]
+    assert published == sorted(published)
+    assert all(r["data_age_ms"] >= 0 for r in spot_rows)
+
+
+def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "backfill", str(USDM), "--out", str(tmp_path / "out")],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "100.0%" in done.stderr
+    assert "x real time" in done.stderr
+    (path,) = done.stdout.split()
+    assert "symbol=BTCUSDT/date=2024-08-08/hour=" in path
+    table = pq.read_table(path)
+    assert table.schema.equals(ARCHIVE_SCHEMA, check_metadata=False)
+    assert table.schema.metadata[b"ntplatform.archive_schema_version"] == b"1"
+
+    missing = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "backfill", str(tmp_path / "nope.gz"), "--out", str(tmp_path)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert "nope.gz" in missing.stderr
+    assert "no such file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
