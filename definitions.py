@@ -15,7 +15,7 @@ import os
 
 import dagster as dg
 
-from assets import archive, freshness
+from assets import analysis, archive, freshness
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
 from sensors.churn import excessive_rebalancing_sensor, ws_resubscribe_loop_sensor
 from sensors.fleet_diagnosis import diagnose_fleet
@@ -39,7 +39,7 @@ def _list(name: str, default: str = "") -> list[str]:
 redis_db = RedisResource(url=_secret("REDIS_URL", DEFAULT_REDIS_URL))
 
 defs = dg.Definitions(
-    assets=[archive.report_archive, freshness.report_streams],
+    assets=[archive.report_archive, analysis.report_analysis, freshness.report_streams],
     asset_checks=[freshness.check_reports_fresh, *freshness.archive_freshness_checks],
     jobs=[
         archive.archive_reports,

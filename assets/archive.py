@@ -17,7 +17,8 @@ import redis
 from assets.resources import ArchiveStorageResource, RedisResource
 from ntplatform import archive, keys
 
-ARCHIVE_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
+# From 2024: backfilled recordings (ntplatform backfill, report_backfill) reach back that far.
+ARCHIVE_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00", timezone="UTC")
 CHECK_NAME = "check_report_archive_complete"
 
 

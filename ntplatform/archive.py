@@ -267,3 +267,37 @@ def completeness(
     else:
         text = "complete"
     return Completeness(lost=lost, unverified=unverified, description=text)
+
+
+ANALYSIS_DIR = "_analysis"  # beside the symbol= folders; a leading _ keeps it out of datasets
+
+
+def archived_symbols(root: str) -> list[str]:
+    """The symbols that have a ``symbol=`` folder under ``root``."""
+    fs, base = filesystem(root)
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
+        return []
+    found = fs.get_file_info(pafs.FileSelector(base, recursive=False))
+    return sorted(
+        info.base_name.removeprefix("symbol=")
+        for info in found
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("symbol=")
+    )
+
+
+def analysis_relpath(window_start: datetime, name: str) -> str:
+    utc = window_start.astimezone(UTC)
+    return f"{ANALYSIS_DIR}/date={utc:%Y-%m-%d}/hour={utc:%H}/{name}"
+
+
+def write_file(root: str, relpath: str, data: bytes) -> str:
+    """Write ``data`` to ``root/relpath`` (temp file, then rename); returns its path."""
+    fs, base = filesystem(root)
+    path = f"{base}/{relpath}"
+    directory = path.rsplit("/", 1)[0]
+    fs.create_dir(directory, recursive=True)
+    temp = f"{directory}/.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(temp) as out:
+        out.write(data)
+    fs.move(temp, path)
+    return path if "://" not in root else f"{root.rstrip('/')}/{relpath}"
