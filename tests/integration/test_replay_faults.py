@@ -131,6 +131,7 @@ async def _mute_scenario(base: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http, http.ws_connect(f"{ws_base}/stream?streams={streams}") as ws:
         seen["before"] = await _drain(ws, 1.0)
+        asked_at = loop.time()  # the server injects after this, so the mute lasts past asked_at + 6
         seen["injected"] = await send_fault(base, {"fault": "mute", "seconds": 6, "symbol": "BTCUSDT"})
         injected_at = loop.time()
         await _drain(ws, 0.3)  # frames already queued when the mute began
@@ -143,7 +144,8 @@ async def _mute_scenario(base: str) -> dict[str, Any]:
         for request_id, method in ((2, "UNSUBSCRIBE"), (3, "SUBSCRIBE")):
             await ws.send_json({"method": method, "params": ["btcusdt@depth@100ms"], "id": request_id})
         seen["resubscribed"] = await _drain(ws, 1.5)
-        seen["until_expiry"] = await _drain(ws, injected_at + 6.3 - loop.time())
+        seen["until_expiry"] = await _drain(ws, max(0.1, asked_at + 5.8 - loop.time()))
+        await asyncio.sleep(max(0.0, injected_at + 6.3 - loop.time()))
         seen["after"] = await _drain(ws, 1.5)
         seen["open"] = not ws.closed
     return seen
