@@ -17,6 +17,7 @@ import dagster as dg
 
 from assets import analysis, archive, freshness
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
+from sensors.archive import archive_ahead_of_trim_sensor
 from sensors.churn import excessive_rebalancing_sensor, ws_resubscribe_loop_sensor
 from sensors.fleet_diagnosis import diagnose_fleet
 from sensors.heartbeat import producer_heartbeat_sensor
@@ -40,7 +41,7 @@ redis_db = RedisResource(url=_secret("REDIS_URL", DEFAULT_REDIS_URL))
 
 defs = dg.Definitions(
     assets=[archive.report_archive, analysis.report_analysis, freshness.report_streams],
-    asset_checks=[freshness.check_reports_fresh, *freshness.archive_freshness_checks],
+    asset_checks=[freshness.check_reports_fresh],
     jobs=[
         archive.archive_reports,
         freshness.check_report_freshness,
@@ -57,7 +58,7 @@ defs = dg.Definitions(
         market_data_staleness_sensor,
         excessive_rebalancing_sensor,
         ws_resubscribe_loop_sensor,
-        freshness.report_archive_freshness_sensor,
+        archive_ahead_of_trim_sensor,
     ],
     resources={
         "redis_db": redis_db,

@@ -7,7 +7,7 @@ are read, because that is the moment the stream and the archive can be compared.
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pyarrow as pa
@@ -18,7 +18,12 @@ from assets.resources import ArchiveStorageResource, RedisResource
 from ntplatform import archive, keys
 
 # From 2024: backfilled recordings (ntplatform backfill, report_backfill) reach back that far.
-ARCHIVE_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00", timezone="UTC")
+# end_offset=1: the open hour is a partition too, so it can be archived before the stream
+# trims it (archive_ahead_of_trim_sensor); re-running it later adds the rest of the hour.
+ARCHIVE_PARTITIONS = dg.HourlyPartitionsDefinition(
+    start_date="2024-01-01-00:00", timezone="UTC", end_offset=1
+)
+PARTITION_FORMAT = "%Y-%m-%d-%H:00"
 CHECK_NAME = "check_report_archive_complete"
 
 
@@ -106,7 +111,11 @@ def report_archive(
 
 archive_reports = dg.define_asset_job("archive_reports", selection=[report_archive])
 
-# Archive each hour five minutes after it closes, well before the bounded stream trims it.
-archive_reports_schedule = dg.build_schedule_from_partitioned_job(
-    archive_reports, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.RUNNING
-)
+# Archive each hour five minutes after it closes, well before the bounded stream trims it
+# (the partitions include the open hour, so the previous one is named explicitly).
+@dg.schedule(job=archive_reports, cron_schedule="5 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+def archive_reports_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """At :05, the hour that just closed."""
+    closed = context.scheduled_execution_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    key = (closed - timedelta(hours=1)).strftime(PARTITION_FORMAT)
+    return dg.RunRequest(run_key=f"archive:{key}", partition_key=key)

@@ -6,16 +6,15 @@
   data more than 5 s old (the ``symbol_unowned`` / ``orphaned_lease`` / ``symbol_stale``
   findings of ``ntplatform.diagnosis``); ``report_freshness_schedule`` runs it every 10 min.
   (The sensors react within seconds; this check is the record on the asset page.)
-- ``report_archive``: Dagster's time-partition freshness check; the previous hour must be
-  archived by :30 (the schedule archives at :05), evaluated by
-  ``report_archive_freshness_sensor``.
+
+The archive's own freshness is kept by ``archive_ahead_of_trim_sensor`` (``sensors/archive.py``),
+which launches runs for hours not archived yet, and checked by ``check_report_archive_complete``.
 """
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
 import dagster as dg
 
-from assets.archive import report_archive
 from ntplatform.diagnosis import diagnose
 from sensors.resources import FleetResource
 
@@ -54,13 +53,4 @@ report_freshness_schedule = dg.ScheduleDefinition(
     job=check_report_freshness,
     cron_schedule="*/10 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-archive_freshness_checks = dg.build_time_partition_freshness_checks(
-    assets=[report_archive], deadline_cron="30 * * * *", timezone="UTC"
-)
-report_archive_freshness_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=archive_freshness_checks,
-    name="report_archive_freshness_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
 )

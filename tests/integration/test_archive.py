@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,46 @@ def test_rerun_after_trimming_keeps_rows_archived_before(redis_server: RedisProc
     assert _check(result).passed
     table = pq.read_table(tmp_path / "symbol=BTCUSDT" / PART)
     assert table.column("seq").to_pylist() == list(range(1, 11))
+
+
+def test_ahead_of_trim_sensor_requests_unarchived_hours_and_at_risk_streams(
+    redis_server: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sensors.archive import archive_ahead_of_trim_sensor
+
+    seconds, _ = redis_server.client().time()
+    now_ms = int(seconds) * 1000
+    open_hour = now_ms // HOUR_MS * HOUR_MS
+    _xadd(
+        redis_server,
+        "BTCUSDT",
+        [(open_hour - 2 * HOUR_MS + 10, sample_report(1)), (open_hour + 5, sample_report(2))],
+    )
+    monkeypatch.setenv("NT_STREAM_MAXLEN", "100000")
+    resources = {"redis_db": RedisResource(url=redis_server.url)}
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            result = archive_ahead_of_trim_sensor(context)
+        keys_asked = [r.partition_key for r in result.run_requests]
+        two_ago, one_ago = (
+            datetime.fromtimestamp((open_hour - n * HOUR_MS) / 1000, UTC).strftime("%Y-%m-%d-%H:00")
+            for n in (2, 1)
+        )
+        assert keys_asked == [two_ago, one_ago]  # closed hours since the oldest entry; not the open one
+        assert [r.run_key for r in result.run_requests] == [f"archive:{two_ago}", f"archive:{one_ago}"]
+
+        dg.materialize(
+            [report_archive],
+            partition_key=two_ago,
+            instance=instance,
+            resources={**resources, "archive_storage": ArchiveStorageResource(root=str(tmp_path))},
+        )
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            assert [r.partition_key for r in archive_ahead_of_trim_sensor(context).run_requests] == [one_ago]
+
+        monkeypatch.setenv("NT_STREAM_MAXLEN", "2")  # two entries of at most ~2: about to be trimmed
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            at_risk = archive_ahead_of_trim_sensor(context)
+        assert [r.partition_key for r in at_risk.run_requests] == [two_ago, one_ago]
+        assert at_risk.run_requests[0].run_key.startswith(f"archive-ahead:{two_ago}:")
+        assert at_risk.run_requests[0].tags["ntplatform/archive_reason"] == "BTCUSDT stream 100% full"

@@ -29,6 +29,7 @@ def test_definitions_load_and_hold_the_archive() -> None:
         "market_data_staleness_sensor": {"resubscribe_symbol"},
         "excessive_rebalancing_sensor": {"diagnose_fleet"},
         "ws_resubscribe_loop_sensor": {"diagnose_fleet"},
+        "archive_ahead_of_trim_sensor": {"archive_reports"},
     }
     for name, jobs in launches.items():
         assert {job.name for job in definitions.defs.resolve_sensor_def(name).jobs} == jobs

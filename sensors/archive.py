@@ -1,0 +1,136 @@
+"""``archive_ahead_of_trim_sensor``: archive report streams before Redis trims them.
+
+Each report stream is capped at about ``NT_STREAM_MAXLEN`` entries; the producers trim the
+oldest as they add. Every minute this sensor reads each ``report:stream:{SYMBOL}``'s length
+and oldest entry and asks for ``report_archive`` runs:
+
+- every closed hour from the oldest entry's hour on that has no materialisation yet (run key
+  ``archive:{partition}``, the one the hourly schedule uses, so the two never both run it);
+- when a stream is at least ``AT_RISK_FILL`` full, the hour of its oldest entry at once,
+  open hour included (run key ``archive-ahead:{partition}:{oldest id}``: again whenever
+  trimming has moved on); re-running an hour keeps what was archived before.
+
+A stream that fills up within the hour means the stream is too short for the publish rate:
+the skip message and the run's tags say so (raise ``NT_STREAM_MAXLEN``).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.archive import ARCHIVE_PARTITIONS, PARTITION_FORMAT, archive_reports, report_archive
+from assets.resources import RedisResource
+from ntplatform import archive, keys
+
+AT_RISK_FILL = 0.8
+HOUR_MS = 3_600_000
+DEFAULT_STREAM_MAXLEN = 100_000
+
+
+@dataclass(frozen=True)
+class StreamState:
+    symbol: str
+    length: int
+    oldest_ms: int | None  # Redis time of the oldest entry (None: empty)
+    oldest_id: str | None
+
+
+@dataclass(frozen=True)
+class ArchiveRequest:
+    partition: str
+    run_key: str
+    reason: str
+
+
+def _key(hour_ms: int) -> str:
+    return datetime.fromtimestamp(hour_ms / 1000, UTC).strftime(PARTITION_FORMAT)
+
+
+def plan(
+    streams: list[StreamState], materialized: set[str], now_ms: int, maxlen: int, first_hour_ms: int
+) -> tuple[list[ArchiveRequest], list[str]]:
+    """The archive runs to request and notes for the operator (no I/O)."""
+    requests: dict[str, ArchiveRequest] = {}
+    notes = []
+    open_hour = now_ms // HOUR_MS * HOUR_MS
+    present = [s for s in streams if s.oldest_ms is not None]
+    if present:
+        oldest_hour = max(first_hour_ms, min(s.oldest_ms or 0 for s in present) // HOUR_MS * HOUR_MS)
+        for hour in range(oldest_hour, open_hour, HOUR_MS):
+            key = _key(hour)
+            if key not in materialized:
+                requests[key] = ArchiveRequest(key, f"archive:{key}", "closed hour not archived yet")
+    for stream in present:
+        fill = stream.length / maxlen if maxlen else 0.0
+        if fill < AT_RISK_FILL:
+            continue
+        hour = max(first_hour_ms, int(stream.oldest_ms or 0) // HOUR_MS * HOUR_MS)
+        key = _key(hour)
+        run_key = f"archive-ahead:{key}:{stream.oldest_id}"
+        requests.setdefault(key, ArchiveRequest(key, run_key, f"{stream.symbol} stream {fill:.0%} full"))
+        held_min = (now_ms - int(stream.oldest_ms or 0)) / 60_000
+        if held_min < 60:
+            notes.append(
+                f"report:stream:{stream.symbol} holds only {held_min:.0f} min of reports "
+                f"({stream.length} of ~{maxlen}): raise NT_STREAM_MAXLEN"
+            )
+    return sorted(requests.values(), key=lambda r: r.partition), notes
+
+
+def _streams(redis_db: RedisResource) -> list[StreamState]:
+    client = redis_db.client()
+    prefix = keys.stream_key("")
+    states = []
+    for raw in sorted(client.scan_iter(match=f"{prefix}*", count=500, _type="stream")):
+        key = raw.decode()
+        symbol = key[len(prefix) :]
+        oldest = archive.first_stream_id(client, symbol)
+        states.append(
+            StreamState(
+                symbol=symbol,
+                length=int(client.xlen(key)),
+                oldest_ms=oldest.ms if oldest else None,
+                oldest_id=str(oldest) if oldest else None,
+            )
+        )
+    return states
+
+
+@dg.sensor(
+    job=archive_reports,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def archive_ahead_of_trim_sensor(
+    context: dg.SensorEvaluationContext, redis_db: RedisResource
+) -> dg.SensorResult:
+    """Archive hours that are not archived yet, and any hour a nearly full stream is about to trim."""
+    try:
+        streams = _streams(redis_db)
+        seconds, micros = redis_db.client().time()
+    except Exception as error:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"cannot read the report streams: {error}"))
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    materialized = set(context.instance.get_materialized_partitions(report_archive.key))
+    maxlen = int(os.environ.get("NT_STREAM_MAXLEN") or DEFAULT_STREAM_MAXLEN)
+    first_hour = int(ARCHIVE_PARTITIONS.start.timestamp() * 1000)
+    requests, notes = plan(streams, materialized, now_ms, maxlen, first_hour)
+    for note in notes:
+        context.log.warning(note)
+    runs = [
+        dg.RunRequest(
+            run_key=r.run_key, partition_key=r.partition, tags={"ntplatform/archive_reason": r.reason}
+        )
+        for r in requests
+    ]
+    if runs:
+        return dg.SensorResult(run_requests=runs)
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(
+            "; ".join(notes) or f"{len(streams)} streams: every hour they hold is archived, none near its cap"
+        )
+    )
