@@ -15,7 +15,7 @@ import os
 
 import dagster as dg
 
-from assets import analysis, archive, freshness
+from assets import analysis, archive, backfill, freshness
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
 from sensors.archive import archive_ahead_of_trim_sensor
 from sensors.churn import excessive_rebalancing_sensor, ws_resubscribe_loop_sensor
@@ -40,7 +40,12 @@ def _list(name: str, default: str = "") -> list[str]:
 redis_db = RedisResource(url=_secret("REDIS_URL", DEFAULT_REDIS_URL))
 
 defs = dg.Definitions(
-    assets=[archive.report_archive, analysis.report_analysis, freshness.report_streams],
+    assets=[
+        archive.report_archive,
+        analysis.report_analysis,
+        backfill.report_backfill,
+        freshness.report_streams,
+    ],
     asset_checks=[freshness.check_reports_fresh],
     jobs=[
         archive.archive_reports,

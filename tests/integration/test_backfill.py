@@ -138,3 +138,24 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
     assert "nope.gz" in missing.stderr
     assert "no such file" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_dagster_backfill_asset_over_recording_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from assets.backfill import RECORDING_PARTITIONS, report_backfill
+
+    assert {"spot/btcusdt_20240808", "usdm/btcusdt_20240808"} <= set(
+        RECORDING_PARTITIONS.get_partition_keys()
+    )
+    monkeypatch.setenv("NT_BACKFILL_DIR", str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([report_backfill], partition_key="spot/ethusdt_20240808", instance=instance)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("report_backfill")
+    assert materialization.metadata["reports"].value == len(_rows(tmp_path, "ETHUSDT"))
+    assert materialization.metadata["speedup_x_real_time"].value > 1
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if "% (" in e.user_message]
+    assert any("100%" in m for m in logged), logged
