@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup tools run test lint unit integration bench bench-failover clean
+.PHONY: setup tools run test lint unit integration bench bench-failover bench-archive clean
 
 setup: $(STAMP) tools
 
@@ -53,6 +53,9 @@ bench: setup
 
 bench-failover: setup
 	$(BIN)/python -m bench.failover $(ARGS)
+
+bench-archive: setup
+	$(BIN)/python -m bench.archive_backfill $(ARGS)
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
