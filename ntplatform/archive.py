@@ -201,7 +201,7 @@ def write_partition(root: str, symbol: str, window_start: datetime, table: pa.Ta
     finally:
         if fs.get_file_info(temp).type == pafs.FileType.File:
             fs.delete_file(temp)
-    return path if "://" not in root else f"{root.rstrip('/')}/{partition_relpath(symbol, window_start)}"
+    return _shown(root, path, partition_relpath(symbol, window_start))
 
 
 def merge_trimmed(existing: pa.Table | None, fresh: pa.Table, first_in_stream: StreamId | None) -> pa.Table:
@@ -300,4 +300,11 @@ def write_file(root: str, relpath: str, data: bytes) -> str:
     with fs.open_output_stream(temp) as out:
         out.write(data)
     fs.move(temp, path)
-    return path if "://" not in root else f"{root.rstrip('/')}/{relpath}"
+    return _shown(root, path, relpath)
+
+
+def _shown(root: str, path: str, relpath: str) -> str:
+    """The path as the operator named the root: local path, or the URI without its options."""
+    if "://" not in root:
+        return path
+    return f"{root.split('?', 1)[0].rstrip('/')}/{relpath}"
