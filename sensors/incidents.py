@@ -11,13 +11,14 @@ occurrence is a new incident.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
-from ntplatform.diagnosis import Finding
+from ntplatform.diagnosis import Finding, FleetSnapshot
 
 
 def _id_with_first_seen(key: str, _finding: Finding, first_seen_ms: int) -> str:
@@ -82,3 +83,24 @@ def sensor_result(
             context.log.warning(f"{trigger}: incident {request.run_key} -> {request.job_name}")
         return dg.SensorResult(run_requests=requests, cursor=cursor)
     return dg.SensorResult(skip_reason=dg.SkipReason(skip_reason()), cursor=cursor)
+
+
+Evaluate = Callable[[IncidentBook, FleetSnapshot], tuple[list[dg.RunRequest], IncidentBook]]
+SkipReason = Callable[[FleetSnapshot, IncidentBook], str]
+
+
+def incident_sensor_tick(
+    context: dg.SensorEvaluationContext,
+    snapshot_or_reason: tuple[FleetSnapshot | None, str | None],
+    trigger: str,
+    evaluate: Evaluate,
+    skip_reason: SkipReason,
+) -> dg.SensorResult:
+    """One tick of a sensor whose cursor is an :class:`IncidentBook` over fleet snapshots."""
+    snapshot, problem = snapshot_or_reason
+    if snapshot is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
+    book = IncidentBook.from_dict(json.loads(context.cursor) if context.cursor else None)
+    requests, book = evaluate(book, snapshot)
+    cursor = json.dumps(book.to_dict(), sort_keys=True)
+    return sensor_result(context, trigger, requests, cursor, lambda: skip_reason(snapshot, book))

@@ -19,12 +19,10 @@ a live writer); an unowned symbol launches ``force_rebalance``.
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
-import json
-
 import dagster as dg
 
 from ntplatform.diagnosis import Finding, FleetSnapshot, diagnose
-from sensors.incidents import IncidentBook, sensor_result
+from sensors.incidents import IncidentBook, incident_sensor_tick
 from sensors.resources import FleetResource
 from sensors.symbol_remediation import force_rebalance, release_orphaned_leases, symbol_run_request
 
@@ -72,10 +70,4 @@ def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
 )
 def lease_conflict_sensor(context: dg.SensorEvaluationContext, fleet: FleetResource) -> dg.SensorResult:
     """Orphaned leases (holder without heartbeat) or symbols nobody holds, persisting over a tick."""
-    snapshot, problem = fleet.snapshot_or_reason()
-    if snapshot is None:
-        return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
-    book = IncidentBook.from_dict(json.loads(context.cursor) if context.cursor else None)
-    requests, book = evaluate(book, snapshot)
-    cursor = json.dumps(book.to_dict(), sort_keys=True)
-    return sensor_result(context, TRIGGER, requests, cursor, lambda: _skip_reason(snapshot, book))
+    return incident_sensor_tick(context, fleet.snapshot_or_reason(), TRIGGER, evaluate, _skip_reason)

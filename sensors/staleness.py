@@ -10,12 +10,10 @@ Unowned symbols and leases of dead nodes are ``lease_conflict_sensor``'s.
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
-import json
-
 import dagster as dg
 
 from ntplatform.diagnosis import FleetSnapshot, diagnose
-from sensors.incidents import IncidentBook, sensor_result
+from sensors.incidents import IncidentBook, incident_sensor_tick
 from sensors.resources import FleetResource
 from sensors.symbol_remediation import resubscribe_symbol, symbol_run_request
 
@@ -43,10 +41,4 @@ def market_data_staleness_sensor(
     context: dg.SensorEvaluationContext, fleet: FleetResource
 ) -> dg.SensorResult:
     """A live writer's reports carry market data older than 5 s, or stopped coming."""
-    snapshot, problem = fleet.snapshot_or_reason()
-    if snapshot is None:
-        return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
-    book = IncidentBook.from_dict(json.loads(context.cursor) if context.cursor else None)
-    requests, book = evaluate(book, snapshot)
-    cursor = json.dumps(book.to_dict(), sort_keys=True)
-    return sensor_result(context, TRIGGER, requests, cursor, lambda: _skip_reason(snapshot, book))
+    return incident_sensor_tick(context, fleet.snapshot_or_reason(), TRIGGER, evaluate, _skip_reason)
