@@ -50,7 +50,10 @@ def test_compose_config_is_valid_and_runs_three_distinct_producers():
         for p in s["ports"]
     )
     assert published == ["9101", "9102", "9103"]
-    assert {"redis", "replay-exchange", "prometheus"} <= set(services)
+    assert {"redis", "replay-exchange", "prometheus", "dagster-webserver", "dagster-daemon"} <= set(services)
+    for name in ("dagster-webserver", "dagster-daemon"):
+        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert services[name]["environment"]["DAGSTER_HOME"] == "/app/dagster_home"
 
 
 def test_docker_prometheus_scrapes_every_compose_producer():
