@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ntplatform.diagnosis import Finding, FleetSnapshot, excessive_rebalancing, resubscribe_loop
+from ntplatform.churn import excessive_rebalancing, resubscribe_loop
+from ntplatform.diagnosis import Finding, FleetSnapshot
 from sensors.fleet_diagnosis import diagnose_fleet, incident_run_request
 from sensors.incidents import IncidentBook, sensor_result
 from sensors.rates import CounterHistory, Increase, Sample

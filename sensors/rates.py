@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ntplatform.diagnosis import counter_increase
+from ntplatform.churn import counter_increase
 
 Series = dict[str, float]  # one counter's series of a node, by label value ("" unlabelled)
 KEEP_MS = 600_000

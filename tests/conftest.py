@@ -18,6 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (ROOT / ".." / "shared" / "data" / "binance").resolve()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The recordings are test data the suite cannot do without: say so once, up front.
+
+    Skipping the tests that replay them would let a run without data look green.
+    """
+    if not SHARED_DATA.is_dir():
+        pytest.exit(
+            f"tests need the Binance recordings at {SHARED_DATA} (the shared folder beside this "
+            "repository, see README); clone the repository next to it",
+            returncode=4,
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,10 +17,7 @@ from ntplatform.replay.recording import load_recordings
 from producer.backfill import BackfillSettings, backfill
 from tests.conftest import SHARED_DATA
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 PARTITION = "2024-08-08-23:00"  # the recordings were made from 23:54 to midnight UTC
 GAP_MS = 300  # reports every 100 ms; a stretch of 3 periods without one is a gap
 

@@ -25,10 +25,7 @@ from producer.backfill import BackfillSettings, backfill
 from tests.conftest import PYTHON, SHARED_DATA, python_env
 from tests.integration.recordings import book_tickers
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 SPOT = SHARED_DATA / "spot" / "btcusdt_20240808.gz"
 USDM = SHARED_DATA / "usdm" / "btcusdt_20240808.gz"
 

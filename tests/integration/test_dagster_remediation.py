@@ -27,12 +27,9 @@ import dagster as dg
 import pytest
 import redis
 
-from tests.conftest import PYTHON, ROOT, SHARED_DATA, ManagedProcess, free_port, python_env, wait_for
+from tests.conftest import PYTHON, ROOT, ManagedProcess, free_port, python_env, wait_for
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 SECRET = "end-to-end control secret of this test"  # noqa: S105 - the test's own
 NODES = ["producer-node-001", "producer-node-002", "producer-node-003"]
 

@@ -32,10 +32,7 @@ from tests.conftest import (
 )
 from tests.integration.recordings import book_tickers
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 SYMBOL = "BTCUSDT"
 NODE = "producer-node-001"
 CONTROL_SECRET = "a test fleet's control secret"  # noqa: S105 - the test's own

@@ -27,18 +27,15 @@ import pytest
 
 from ntplatform.logs import EventLog
 from ntplatform.replay.server import ReplayExchange, add_arguments, build_exchange, run
+from tests.conftest import ROOT as REPO
+from tests.conftest import SHARED_DATA as SHARED
 from tests.integration.replay_client import FollowResult, follow_book
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data" / "binance"
 HTTP_DIR = SHARED / "http"
 SPOT_BTC = SHARED / "spot" / "btcusdt_20240808.gz"
 USDM_BTC = SHARED / "usdm" / "btcusdt_20240808.gz"
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager

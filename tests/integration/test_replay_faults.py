@@ -21,10 +21,7 @@ from tests.conftest import PYTHON, SHARED_DATA, free_port, python_env, start_rep
 from tests.integration.replay_client import FollowResult, follow_book
 from tests.integration.test_replay_exchange import SHARED, SPOT_BTC, get_json, running_exchange
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 FAULTS = "/_replay/faults"
 
 

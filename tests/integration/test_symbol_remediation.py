@@ -15,13 +15,10 @@ from assets.resources import RedisResource
 from sensors.leases import lease_conflict_sensor
 from sensors.resources import ControlResource, FleetResource
 from sensors.symbol_remediation import force_rebalance, release_orphaned_leases
-from tests.conftest import SHARED_DATA, wait_for
+from tests.conftest import wait_for
 from tests.integration.fleet import SYMBOLS, Fleet
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared recordings not present"),
-]
+pytestmark = pytest.mark.integration
 SECRET = "remediation test secret value"  # noqa: S105 - the test's own
 
 

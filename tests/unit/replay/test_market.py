@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ntplatform.replay.market import (
@@ -13,11 +11,11 @@ from ntplatform.replay.market import (
     agg_trade_from_trade,
 )
 from ntplatform.replay.recording import BOOK_TICKER, DEPTH, TRADE, load_recording
+from tests.conftest import SHARED_DATA
 
 START_NS = 1_800_000_000_000_000_000  # wall clock at which the replay starts
 SNAPSHOT_NS = 1_700_000_000_000_000_000
 MS = 1_000_000
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "binance"
 
 
 @pytest.fixture
@@ -204,9 +202,8 @@ def test_speed_must_be_positive(spot_recording):
         SymbolReplay(spot_recording, start_ns=START_NS, speed=0)
 
 
-@pytest.mark.skipif(not (SHARED / "spot").exists(), reason="shared recordings not present")
 def test_real_spot_recording_book_agrees_with_every_book_ticker_oracle():
-    recording = load_recording(SHARED / "spot" / "btcusdt_20240808.gz")
+    recording = load_recording(SHARED_DATA / "spot" / "btcusdt_20240808.gz")
     replay = SymbolReplay(recording, start_ns=START_NS, speed=1.0)
     pending: dict[int, dict] = {}
     checked = 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -18,9 +16,9 @@ from ntplatform.replay.recording import (
     load_recordings,
     recording_files,
 )
+from tests.conftest import SHARED_DATA
 
 SNAPSHOT_NS = 1_700_000_000_000_000_000
-SHARED_SPOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "binance" / "spot"
 
 
 def test_load_recording_spot_starts_timeline_at_snapshot(write_recording, spot_lines):
@@ -169,9 +167,8 @@ def test_recording_files_missing_path_is_rejected(tmp_path):
         recording_files([tmp_path / "absent.gz"])
 
 
-@pytest.mark.skipif(not SHARED_SPOT.exists(), reason="shared recordings not present")
 def test_load_recordings_shared_spot_data_loads():
-    recordings = load_recordings([SHARED_SPOT])
+    recordings = load_recordings([SHARED_DATA / "spot"])
 
     assert {r.symbol for r in recordings} == {"BTCUSDT", "ETHUSDT"}
     assert all(r.market == SPOT for r in recordings)
