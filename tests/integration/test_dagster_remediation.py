@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 import urllib.request
@@ -27,7 +26,8 @@ import dagster as dg
 import pytest
 import redis
 
-from tests.conftest import PYTHON, ROOT, ManagedProcess, free_port, python_env, wait_for
+from tests.conftest import PYTHON, ManagedProcess, free_port, python_env, wait_for
+from tests.integration.dagster_web import private_home
 
 pytestmark = pytest.mark.integration
 SECRET = "end-to-end control secret of this test"  # noqa: S105 - the test's own
@@ -38,9 +38,7 @@ class Platform:
     """``ntplatform up --nodes 3`` with Dagster, every port and store private to the test."""
 
     def __init__(self, processes: list[ManagedProcess], tmp_path: Path) -> None:
-        self.home = tmp_path / "dagster_home"
-        self.home.mkdir()
-        shutil.copy(ROOT / "dagster_home" / "dagster.yaml", self.home / "dagster.yaml")
+        self.home = private_home(tmp_path)
         self.redis_port, self.exchange_port, self.dagster_port = free_port(), free_port(), free_port()
         self.base_port, control_port = free_port() - 1, free_port()
         argv = [PYTHON, "-m", "ntplatform.cli", "up", "--nodes", "3"]

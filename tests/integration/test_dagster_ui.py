@@ -8,22 +8,20 @@ is also kept as a screenshot: in the test's tmp_path and in ``.run/ui/`` (ignore
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import struct
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import PYTHON, ROOT, ManagedProcess, RedisProcess, free_port, python_env, wait_for
+from tests.conftest import ROOT, ManagedProcess, RedisProcess, python_env, wait_for
+from tests.integration.dagster_web import graphql, private_home, start_webserver, stop_with_children
 
 pytestmark = pytest.mark.integration
 
@@ -169,36 +167,6 @@ class DagsterUI:
         return seen["text"]
 
 
-def graphql(base_url: str, query: str) -> dict[str, object]:
-    request = urllib.request.Request(
-        f"{base_url}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body: dict[str, object] = json.loads(response.read())
-    assert "errors" not in body, body
-    return body
-
-
-def answers(server: ManagedProcess, base_url: str) -> bool:
-    assert server.process.poll() is None, f"dagster-webserver exited:\n{server.output()}"
-    with urllib.request.urlopen(f"{base_url}/server_info", timeout=2) as response:
-        return bool(response.status == 200)
-
-
-def stop_with_children(server: ManagedProcess) -> None:
-    """Stop the webserver, then whatever it started (its code server) that outlived it."""
-    try:
-        children = psutil.Process(server.process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    server.stop()
-    _, alive = psutil.wait_procs(children, timeout=10)
-    for child in alive:
-        child.kill()
-
-
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
     """One webserver for the module: it takes ~15 s to start and the pages only read it."""
@@ -206,28 +174,12 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
     tmp_path = tmp_path_factory.mktemp("dagster_ui")
     redis_server = RedisProcess(tmp_path)  # the definitions bind this Redis, never the machine's
     redis_server.start()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    home = private_home(tmp_path)
     server: ManagedProcess | None = None
     try:
-        server = ManagedProcess(
-            [
-                str(Path(PYTHON).parent / "dagster-webserver"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-w",
-                str(ROOT / "workspace.yaml"),
-            ],
-            python_env(DAGSTER_HOME=str(home), REDIS_URL=redis_server.url),
-            tmp_path / "webserver.log",
+        server, base_url = start_webserver(
+            python_env(DAGSTER_HOME=str(home), REDIS_URL=redis_server.url), tmp_path, PAGE_DEADLINE_S
         )
-        running = server
-        wait_for(lambda: answers(running, base_url), PAGE_DEADLINE_S, f"dagster-webserver on {base_url}", 0.5)
         # A fresh instance greets its first visitor with a "Join the Dagster community" dialog
         # over the page; dismiss it as its Skip button does, so the screenshot shows the page.
         graphql(base_url, "mutation { setNuxSeen }")
