@@ -31,11 +31,10 @@ from nautilus_trader.live.factories import LiveDataClientFactory
 from nautilus_trader.model.data import OrderBookDeltas
 from nautilus_trader.model.identifiers import InstrumentId
 
+from ntplatform.backoff import is_rate_limited, requested_wait_s, snapshot_retry_delay_s, stuck
 from ntplatform.logs import EventLog
 from ntplatform.sync import DepthSequencer, Verdict
 from producer.metrics import ProducerMetrics
-
-RESYNC_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 
 def binance_symbol(instrument_id: InstrumentId) -> str:
@@ -179,38 +178,65 @@ class SequencedBookMixin:
 
     async def _order_book_snapshot_then_deltas(self, instrument_id: InstrumentId) -> None:
         self._pending.setdefault(instrument_id, [])
-        attempt = 0
+        attempt, rate_limited, told = 0, 0, False
         try:
-            # Retry until it works or the symbol is unsubscribed; the backoff caps at 5 s.
+            # Retry until it works or the symbol is unsubscribed; ntplatform.backoff says how long
+            # to wait: up to 5 s, and longer while the exchange rate-limits us.
             while instrument_id in self._book_depths:
-                if await self._snapshot_once(instrument_id, attempt):
+                outcome = await self._snapshot_once(instrument_id, attempt)
+                if outcome is None:
                     return
-                if attempt == len(RESYNC_RETRY_S):
+                limited, requested = outcome
+                rate_limited = rate_limited + 1 if limited else 0
+                delay = snapshot_retry_delay_s(attempt, rate_limited, requested)
+                if stuck(attempt, delay) and not told:
+                    told = True
                     observability.log.error(
                         "book_resync_failed",
                         symbol=binance_symbol(instrument_id),
                         attempts=attempt + 1,
-                        hint="still retrying every 5 s; check the exchange's REST API (429s, outage)",
+                        rate_limited=limited,
+                        retry_in_s=delay,
+                        hint="still retrying; check the exchange's REST API (rate limits: 429/418, outage)",
                     )
-                await asyncio.sleep(RESYNC_RETRY_S[min(attempt, len(RESYNC_RETRY_S) - 1)])
+                await asyncio.sleep(delay)
                 attempt += 1
             self._pending.pop(instrument_id, None)
         finally:
             self._resync_tasks.pop(instrument_id, None)
 
-    async def _snapshot_once(self, instrument_id: InstrumentId, attempt: int) -> bool:
-        """Fetch a snapshot and replay the buffered stream onto it; False to retry."""
+    async def _snapshot_once(
+        self, instrument_id: InstrumentId, attempt: int
+    ) -> tuple[bool, float | None] | None:
+        """Fetch a snapshot and replay the buffered stream onto it.
+
+        None when the book is synced (or a new resync took over); after a failure, whether the
+        exchange rate-limited us and how long it asked us to wait (None: it did not say).
+        """
         depth = self._book_depths[instrument_id]
         try:
             snapshot_msg = await self._http_market.query_depth(instrument_id.symbol.value, depth)
         except Exception as error:  # the HTTP layer raises several unrelated types
+            status, message = getattr(error, "status", None), getattr(error, "message", None)
+            limited = is_rate_limited(status, message)
+            requested = (
+                requested_wait_s(getattr(error, "headers", None), message, self._clock.timestamp_ms())
+                if limited
+                else None
+            )
+            if observability.metrics is not None:
+                kind = "rate_limited" if limited else "error"
+                observability.metrics.book_snapshot_failures.labels(binance_symbol(instrument_id), kind).inc()
             observability.log.warning(
                 "book_snapshot_failed",
                 symbol=binance_symbol(instrument_id),
                 attempt=attempt + 1,
                 error=str(error),
+                status=status,
+                rate_limited=limited,
+                requested_wait_s=requested,
             )
-            return False
+            return limited, requested
         snapshot = snapshot_msg.parse_to_order_book_snapshot(
             instrument_id=instrument_id,
             ts_init=self._clock.timestamp_ns(),
@@ -222,7 +248,7 @@ class SequencedBookMixin:
         while buffered:
             data, deltas = buffered.pop(0)
             if not self._apply_sequenced(instrument_id, data, deltas):
-                return True  # a new resync has been scheduled with the rest buffered
+                return None  # a new resync has been scheduled with the rest buffered
         self._pending.pop(instrument_id, None)
         observability.log.info(
             "book_synced",
@@ -230,7 +256,7 @@ class SequencedBookMixin:
             update_id=sequencer.last_update_id,
             attempt=attempt + 1,
         )
-        return True
+        return None
 
     async def _unsubscribe_order_book_deltas(self, command: Any) -> None:
         """Stop the diff-depth stream (NautilusTrader 1.221 leaves it running) and forget the book."""

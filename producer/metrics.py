@@ -100,6 +100,12 @@ class ProducerMetrics:
             ["symbol", "reason"],
             registry=r,
         )
+        self.book_snapshot_failures = Counter(
+            "nt_book_snapshot_failures",
+            "Failed order-book snapshot requests, by kind (rate_limited: HTTP 429/418 or code -1003).",
+            ["symbol", "kind"],
+            registry=r,
+        )
         self.book_synced = Gauge(
             "nt_book_synced",
             "1 when the symbol's book mirrors the exchange.",
