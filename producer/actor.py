@@ -69,9 +69,9 @@ class Runtime:
         metrics: ProducerMetrics,
         state: NodeState,
         log: EventLog,
-        stop_node: Callable[[], None] = lambda: None,
+        fail_node: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        self.stop_node = stop_node
+        self.fail_node = fail_node  # stops the node after a fatal_error; it then exits 1
         self.publisher = publisher
         self.metrics = metrics
         self.state = state
@@ -119,7 +119,7 @@ class AnalyticsActor(Actor):
         self.runtime.publisher.set_available([binance_symbol(i) for i in self._instrument_ids])
         if not self._instrument_ids:
             self.runtime.log.error("fatal_error", reason="no_instrument_available")
-            self.runtime.stop_node()
+            self.runtime.fail_node("no_instrument_available")
             return
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

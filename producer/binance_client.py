@@ -18,9 +18,7 @@ from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
 from nautilus_trader.adapters.binance.config import BinanceDataClientConfig
 from nautilus_trader.adapters.binance.data import BinanceCommonDataClient
 from nautilus_trader.adapters.binance.factories import (
-    get_cached_binance_futures_instrument_provider,
     get_cached_binance_http_client,
-    get_cached_binance_spot_instrument_provider,
 )
 from nautilus_trader.adapters.binance.futures.data import BinanceFuturesDataClient
 from nautilus_trader.adapters.binance.spot.data import BinanceSpotDataClient
@@ -34,12 +32,8 @@ from nautilus_trader.model.identifiers import InstrumentId
 from ntplatform.backoff import is_rate_limited, requested_wait_s, snapshot_retry_delay_s, stuck
 from ntplatform.logs import EventLog
 from ntplatform.sync import DepthSequencer, Verdict
+from producer.instruments import ListedFuturesInstrumentProvider, ListedSpotInstrumentProvider, binance_symbol
 from producer.metrics import ProducerMetrics
-
-
-def binance_symbol(instrument_id: InstrumentId) -> str:
-    """The exchange's symbol for an instrument (``BTCUSDT-PERP.BINANCE`` -> ``BTCUSDT``)."""
-    return instrument_id.symbol.value.removesuffix("-PERP")
 
 
 def book_status_topic(instrument_id: InstrumentId | str) -> str:
@@ -333,22 +327,24 @@ class SequencedBinanceDataClientFactory(LiveDataClientFactory):
             "config": config,
         }
         if config.account_type.is_spot_or_margin:
-            provider = get_cached_binance_spot_instrument_provider(
+            provider = ListedSpotInstrumentProvider(
                 client=client,
                 clock=clock,
                 account_type=config.account_type,
                 is_testnet=config.testnet,
                 config=config.instrument_provider,
                 venue=config.venue,
+                event_log=observability.log,
             )
             return SequencedSpotDataClient(instrument_provider=provider, **common)
         if config.account_type != BinanceAccountType.USDT_FUTURES:
             raise ValueError(f"unsupported Binance account type {config.account_type}")
-        futures_provider = get_cached_binance_futures_instrument_provider(
+        futures_provider = ListedFuturesInstrumentProvider(
             client=client,
             clock=clock,
             account_type=config.account_type,
             config=config.instrument_provider,
             venue=config.venue,
+            event_log=observability.log,
         )
         return SequencedFuturesDataClient(instrument_provider=futures_provider, **common)

@@ -159,7 +159,14 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         node.add_data_client_factory(BINANCE, SequencedBinanceDataClientFactory)
         node.build()
         actor = next(a for a in node.trader.actors() if isinstance(a, AnalyticsActor))
-        actor.bind(Runtime(publisher, metrics, state, log, stop_node=node.stop))
+        built = node
+        failures: list[str] = []
+
+        def fail_node(reason: str) -> None:
+            failures.append(reason)
+            built.stop()
+
+        actor.bind(Runtime(publisher, metrics, state, log, fail_node=fail_node))
         http.start()
         publisher.start()
         state.running = True
@@ -174,7 +181,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             exchange=settings.binance_http_url or "binance",
         )
         node.run()
-        if watchdog.failed:
+        if watchdog.failed or failures:
             return 1
     except Exception as error:
         log.error("fatal_error", reason=type(error).__name__, error=str(error))

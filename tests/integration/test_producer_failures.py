@@ -132,15 +132,69 @@ def test_producer_with_unreachable_exchange_exits_1_naming_the_exchange(redis_se
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_producer_symbol_not_listed_exits_1_naming_the_exchange_error(redis_server, processes, tmp_path):
-    # Binance refuses an exchangeInfo request naming an unknown symbol (-1121), so the
-    # client cannot connect at all: the node must say so and exit for its supervisor.
+@pytest.mark.parametrize("account", ["spot", "usdm"])
+def test_a_symbol_the_exchange_does_not_list_is_left_out_and_the_others_flow(
+    account, redis_server, processes, tmp_path
+):
+    # One delisted or misspelt symbol in the fleet's SYMBOLS must not stop every node: Binance
+    # refuses a spot exchangeInfo naming it (-1121) and NautilusTrader's loader fails the lot.
+    exchange_port = start_replay_exchange(processes, tmp_path, SHARED_DATA / account)
+    metrics_port = free_port()
+    producer = ManagedProcess(
+        [PYTHON, "-m", "ntplatform.cli", "producer"],
+        python_env(
+            REDIS_URL=redis_server.url,
+            SYMBOLS="BTCUSDT,XRPUSDT",
+            NT_BINANCE_ACCOUNT=account,
+            NT_METRICS_PORT=str(metrics_port),
+            NT_BINANCE_HTTP_URL=f"http://127.0.0.1:{exchange_port}",
+            NT_BINANCE_WS_URL=f"ws://127.0.0.1:{exchange_port}",
+        ),
+        tmp_path / "producer.log",
+    )
+    processes.append(producer)
+    client = redis_server.client()
+    wait_for(lambda: client.get("report:BTCUSDT"), 90, "BTCUSDT reports beside the unlisted XRPUSDT")
+
+    events = _events(producer.output())
+    (unlisted,) = [e for e in events if e["event"] == "symbols_not_listed"]
+    assert (unlisted["symbols"], unlisted["loading"], unlisted["account"]) == (
+        ["XRPUSDT"],
+        ["BTCUSDT"],
+        account,
+    )
+    (missing,) = [e for e in events if e["event"] == "instrument_not_found"]
+    assert missing["symbol"] == "XRPUSDT"
+    health = wait_for(lambda: _health(metrics_port), 30, "/health")
+    assert isinstance(health, dict)
+    assert health["status"] == "degraded"
+    assert health["unavailable_symbols"] == ["XRPUSDT"]
+    assert client.get("report:XRPUSDT") is None
+    assert producer.process.poll() is None
+    assert producer.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in producer.output()
+
+
+def test_producer_with_no_listed_symbol_at_all_exits_1_naming_them(redis_server, processes, tmp_path):
     exchange_port = start_replay_exchange(processes, tmp_path, SHARED_DATA / "spot")
-    result = _run_producer_until_exit(redis_server.url, exchange_port, SYMBOLS="BTCUSDT,XRPUSDT")
+    result = _run_producer_until_exit(redis_server.url, exchange_port, SYMBOLS="XRPUSDT,DOGEUSDT")
     assert result.returncode == 1
-    fatal = next(e for e in _events(result.stdout) if e["event"] == "fatal_error")
-    assert fatal["reason"] == "exchange_connect_failed"
-    assert "Invalid symbol" in fatal["error"]
-    assert "SYMBOLS" in fatal["hint"]
-    assert redis_server.client().get("report:writer:XRPUSDT") is None, "leases are released on exit"
+    events = _events(result.stdout)
+    (unlisted,) = [e for e in events if e["event"] == "symbols_not_listed"]
+    assert unlisted["symbols"] == ["DOGEUSDT", "XRPUSDT"]
+    fatal = next(e for e in events if e["event"] == "fatal_error")
+    assert fatal["reason"] == "no_instrument_available"
+    assert any(e["event"] == "shutdown_complete" for e in events)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def _health(port: int) -> dict | None:
+    """/health's JSON whatever its status code (503 while degraded)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        return dict(json.loads(error.read()))
