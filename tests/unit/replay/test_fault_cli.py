@@ -1,0 +1,58 @@
+"""The `fault` command: actions mapped to requests, and its one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ntplatform.replay import fault_cli
+from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, SEQUENCE_GAP, STALL
+
+
+def _cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    fault_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["list"], ("GET", None)),
+        (["clear"], ("DELETE", None)),
+        (["drop"], ("POST", {"fault": DROP_CONNECTIONS})),
+        (
+            ["stall", "--seconds", "6", "--symbol", "BTCUSDT"],
+            ("POST", {"fault": STALL, "seconds": 6.0, "symbol": "BTCUSDT"}),
+        ),
+        (["mute", "--seconds", "30"], ("POST", {"fault": MUTE, "seconds": 30.0})),
+        (
+            ["mute", "--seconds", "5", "--symbol", "ETHUSDT"],
+            ("POST", {"fault": MUTE, "seconds": 5.0, "symbol": "ETHUSDT"}),
+        ),
+        (["429", "--seconds", "10"], ("POST", {"fault": HTTP_429, "seconds": 10.0})),
+        (["gap", "--symbol", "ETHUSDT"], ("POST", {"fault": SEQUENCE_GAP, "symbol": "ETHUSDT"})),
+    ],
+)
+def test_fault_cli_action_maps_to_request(argv, expected):
+    assert fault_cli.request_of(_cli(argv)) == expected
+
+
+def test_fault_cli_unreachable_exchange_prints_one_line_and_exits_1(capsys):
+    from tests.conftest import free_port
+
+    code = fault_cli.run(_cli(["--exchange", f"http://127.0.0.1:{free_port()}", "list"]))
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("fault: cannot reach the replay exchange at http://127.0.0.1:")
+    assert captured.out == ""
+
+
+def test_fault_cli_non_http_exchange_is_refused_with_exit_2(capsys):
+    code = fault_cli.run(_cli(["--exchange", "file:///etc/passwd", "list"]))
+
+    assert code == 2
+    assert "--exchange must be an http:// or https:// URL" in capsys.readouterr().err
