@@ -37,6 +37,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check ntplatform producer tests bench assets sensors definitions.py
+	$(BIN)/ruff format --check ntplatform producer tests bench assets sensors definitions.py
 	$(BIN)/mypy
 
 unit: setup

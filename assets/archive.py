@@ -109,11 +109,21 @@ def report_archive(
     )
 
 
-archive_reports = dg.define_asset_job("archive_reports", selection=[report_archive])
+archive_reports = dg.define_asset_job(
+    "archive_reports",
+    selection=[report_archive],
+    description="Write one hour of report:stream:{SYMBOL} entries to Parquet under NT_ARCHIVE_DIR.",
+)
+
 
 # Archive each hour five minutes after it closes, well before the bounded stream trims it
 # (the partitions include the open hour, so the previous one is named explicitly).
-@dg.schedule(job=archive_reports, cron_schedule="5 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+@dg.schedule(
+    job=archive_reports,
+    cron_schedule="5 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At :05 every hour, archive the hour that just closed.",
+)
 def archive_reports_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """At :05, the hour that just closed."""
     closed = context.scheduled_execution_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

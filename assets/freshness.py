@@ -47,10 +47,13 @@ def check_reports_fresh(fleet: FleetResource) -> dg.AssetCheckResult:
 
 
 check_report_freshness = dg.define_asset_job(
-    "check_report_freshness", selection=dg.AssetSelection.checks(check_reports_fresh)
+    "check_report_freshness",
+    selection=dg.AssetSelection.checks(check_reports_fresh),
+    description="Check that every symbol's latest report is fresh and held by a live writer.",
 )
 report_freshness_schedule = dg.ScheduleDefinition(
     job=check_report_freshness,
     cron_schedule="*/10 * * * *",
+    description="Every 10 minutes, the report freshness check.",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

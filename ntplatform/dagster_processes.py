@@ -37,9 +37,7 @@ def ensure_control_secret(env: dict[str, str]) -> bool:
     return True
 
 
-def dagster_env(
-    env: Mapping[str, str], node_ids: list[str], supervisor_url: str | None
-) -> dict[str, str]:
+def dagster_env(env: Mapping[str, str], node_ids: list[str], supervisor_url: str | None) -> dict[str, str]:
     """The environment of the webserver and the daemon (and the runs they launch)."""
     result = dict(env)
     result["DAGSTER_HOME"] = str(dagster_home(env))

@@ -340,8 +340,10 @@ class Supervisor:
         ports = [self.node_port(i) for i in range(1, self.args.nodes + 1)]
         dagster = self.dagster_url()
         healthy = wait_until(
-            lambda: all(health_status(p) == "ok" for p in ports)
-            and (dagster is None or http_ok(f"{dagster}/server_info")),
+            lambda: (
+                all(health_status(p) == "ok" for p in ports)
+                and (dagster is None or http_ok(f"{dagster}/server_info"))
+            ),
             120,
             give_up=lambda: self._stopping or any(c.process and c.process.poll() == 2 for c in self.children),
         )

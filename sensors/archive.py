@@ -25,6 +25,7 @@ import dagster as dg
 from assets.archive import ARCHIVE_PARTITIONS, PARTITION_FORMAT, archive_reports, report_archive
 from assets.resources import RedisResource
 from ntplatform import archive, keys
+from sensors import running_sensor
 
 AT_RISK_FILL = 0.8
 HOUR_MS = 3_600_000
@@ -100,11 +101,7 @@ def _streams(redis_db: RedisResource) -> list[StreamState]:
     return states
 
 
-@dg.sensor(
-    job=archive_reports,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
+@running_sensor(job=archive_reports, minimum_interval_seconds=60)
 def archive_ahead_of_trim_sensor(
     context: dg.SensorEvaluationContext, redis_db: RedisResource
 ) -> dg.SensorResult:

@@ -23,6 +23,7 @@ import dagster as dg
 
 from ntplatform.churn import excessive_rebalancing, resubscribe_loop
 from ntplatform.diagnosis import Finding, FleetSnapshot
+from sensors import running_sensor
 from sensors.fleet_diagnosis import diagnose_fleet, incident_run_request
 from sensors.incidents import IncidentBook, sensor_result
 from sensors.rates import CounterHistory, Increase, Sample
@@ -106,12 +107,7 @@ def _sensor(watch: CounterWatch, doc: str) -> dg.SensorDefinition:
         return sensor_result(context, watch.trigger, requests, cursor, skip)
 
     evaluate_tick.__doc__ = doc
-    return dg.sensor(
-        name=f"{watch.trigger}_sensor",
-        job=diagnose_fleet,
-        minimum_interval_seconds=15,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )(evaluate_tick)
+    return running_sensor(name=f"{watch.trigger}_sensor", job=diagnose_fleet)(evaluate_tick)
 
 
 excessive_rebalancing_sensor = _sensor(

@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from ntplatform.diagnosis import FleetSnapshot, diagnose
+from sensors import running_sensor
 from sensors.fleet_diagnosis import diagnose_fleet, incident_run_request
 from sensors.remediation import restart_producer, restart_run_request
 from sensors.resources import FleetResource
@@ -101,11 +102,7 @@ def _skip_reason(snapshot: FleetSnapshot, cursor: HeartbeatCursor) -> str:
     return f"{count} producers heartbeating; still down, run already requested: {still}"
 
 
-@dg.sensor(
-    jobs=[restart_producer, diagnose_fleet],
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
+@running_sensor(jobs=[restart_producer, diagnose_fleet])
 def producer_heartbeat_sensor(context: dg.SensorEvaluationContext, fleet: FleetResource) -> dg.SensorResult:
     """A node that was heartbeating stopped (dead, hung, frozen), or no producer heartbeats at all."""
     snapshot, problem = fleet.snapshot_or_reason()

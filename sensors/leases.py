@@ -22,6 +22,7 @@ a live writer); an unowned symbol launches ``force_rebalance``.
 import dagster as dg
 
 from ntplatform.diagnosis import Finding, FleetSnapshot, diagnose
+from sensors import running_sensor
 from sensors.incidents import IncidentBook, incident_sensor_tick
 from sensors.resources import FleetResource
 from sensors.symbol_remediation import force_rebalance, release_orphaned_leases, symbol_run_request
@@ -63,11 +64,7 @@ def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
     return book.waiting() or f"all {len(snapshot.all_symbols())} symbols held by a heartbeating node"
 
 
-@dg.sensor(
-    jobs=[release_orphaned_leases, force_rebalance],
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
+@running_sensor(jobs=[release_orphaned_leases, force_rebalance])
 def lease_conflict_sensor(context: dg.SensorEvaluationContext, fleet: FleetResource) -> dg.SensorResult:
     """Orphaned leases (holder without heartbeat) or symbols nobody holds, persisting over a tick."""
     return incident_sensor_tick(context, fleet.snapshot_or_reason(), TRIGGER, evaluate, _skip_reason)

@@ -13,6 +13,7 @@ Unowned symbols and leases of dead nodes are ``lease_conflict_sensor``'s.
 import dagster as dg
 
 from ntplatform.diagnosis import FleetSnapshot, diagnose
+from sensors import running_sensor
 from sensors.incidents import IncidentBook, incident_sensor_tick
 from sensors.resources import FleetResource
 from sensors.symbol_remediation import resubscribe_symbol, symbol_run_request
@@ -36,7 +37,7 @@ def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
     return book.waiting() or f"{len(fresh)} symbols with reports, none stale"
 
 
-@dg.sensor(job=resubscribe_symbol, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+@running_sensor(job=resubscribe_symbol)
 def market_data_staleness_sensor(
     context: dg.SensorEvaluationContext, fleet: FleetResource
 ) -> dg.SensorResult:

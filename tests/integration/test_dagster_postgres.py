@@ -81,7 +81,9 @@ def test_postgres_instance_diagnose_fleet_run_recorded_in_runs_table(
     shutil.copy(POSTGRES_CONFIG, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; dagster-postgres brings psycopg2.
-    monkeypatch.setenv("NT_DAGSTER_PG_URL", postgres_database.replace("postgresql://", "postgresql+psycopg2://"))
+    monkeypatch.setenv(
+        "NT_DAGSTER_PG_URL", postgres_database.replace("postgresql://", "postgresql+psycopg2://")
+    )
     from definitions import defs
 
     job = defs.resolve_job_def("diagnose_fleet")

@@ -233,3 +233,17 @@ def test_dagster_ui_assets_page_lists_every_asset(dagster_ui: DagsterUI) -> None
     text = dagster_ui.page_showing("/assets", expected.assets)
 
     assert "Assets" in text
+
+
+def test_dagster_ui_sensor_page_says_what_it_watches_and_launches(dagster_ui: DagsterUI) -> None:
+    from definitions import defs
+
+    sensor = defs.resolve_sensor_def("producer_heartbeat_sensor")
+    description = sensor.description or ""
+    launches = tuple(sorted(job.name for job in sensor.jobs))
+    assert launches == ("diagnose_fleet", "restart_producer")
+
+    text = dagster_ui.page_showing("/locations/ntplatform/sensors/producer_heartbeat_sensor", launches)
+
+    assert description.startswith("A node that was heartbeating stopped")
+    assert description in text

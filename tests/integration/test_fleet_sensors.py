@@ -27,6 +27,8 @@ from tests.integration.fleet_state import (
 )
 
 pytestmark = pytest.mark.integration
+
+
 def _diagnosis_metadata(fleet: FleetResource, request: dg.RunRequest) -> dict[str, Any]:
     """What ``diagnose_fleet`` records for the incident of ``request`` (whichever job it launches)."""
     config = {k: v for k, v in op_config(request).items() if k in DiagnoseConfig.model_fields}

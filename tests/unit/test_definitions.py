@@ -36,6 +36,21 @@ def test_definitions_load_and_hold_the_archive() -> None:
     assert definitions.defs.resolve_schedule_def("archive_reports_schedule").cron_schedule == "5 * * * *"
 
 
+def test_every_sensor_and_schedule_runs_from_the_start_and_says_what_it_does_as_every_job_does() -> None:
+    import definitions
+
+    repository = definitions.defs.get_repository_def()
+    for sensor in repository.sensor_defs:
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, sensor.name
+        assert len(sensor.description or "") > 20, f"{sensor.name} has no description"
+    for schedule in repository.schedule_defs:
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING, schedule.name
+        assert len(schedule.description or "") > 20, f"{schedule.name} has no description"
+    for job in repository.get_all_jobs():
+        if not job.name.startswith("__"):
+            assert len(job.description or "") > 20, f"{job.name} has no description"
+
+
 def test_workspace_points_at_the_definitions_module() -> None:
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
     module = workspace["load_from"][0]["python_module"]["module_name"]
