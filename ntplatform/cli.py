@@ -31,9 +31,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     control_client.add_arguments(command)
     up = commands.add_parser("up", help="start Redis, the replay exchange, producers and Dagster")
-    from ntplatform import supervisor
+    from ntplatform import up_arguments
 
-    supervisor.add_arguments(up)
+    up_arguments.add_arguments(up)
     return parser
 
 

@@ -47,8 +47,11 @@ def wait_until(
     return False
 
 
-def health_status(port: int) -> str | None:
-    """The ``status`` of a node's /health (also when it answers 503), or None."""
+def health_status(port: int, node_id: str | None = None) -> str | None:
+    """The ``status`` of a node's /health (also when it answers 503), or None.
+
+    With ``node_id``, ``foreign:<id>`` when another node answers on the port (another fleet's).
+    """
     url = f"http://127.0.0.1:{port}/health"
     try:
         with urllib.request.urlopen(url, timeout=1.0) as response:
@@ -58,9 +61,11 @@ def health_status(port: int) -> str | None:
     except OSError:
         return None
     try:
-        return str(json.loads(body).get("status"))
+        health = json.loads(body)
+        status, answering = str(health.get("status")), health.get("node_id")
     except (ValueError, AttributeError):
         return None
+    return f"foreign:{answering}" if node_id is not None and answering != node_id else status
 
 
 def replay_symbols(url: str) -> list[str]:

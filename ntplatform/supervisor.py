@@ -11,7 +11,6 @@ processes it started.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import subprocess
@@ -34,8 +33,8 @@ from ntplatform.probes import (
     wait_until,
 )
 from ntplatform.settings import DEFAULT_REPLAY_PATH, redact_url
+from ntplatform.up_arguments import check_arguments
 
-REPLAY_PORT = 8790
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ERROR_EXIT = 2  # a child that exits 2 was misconfigured: restarting cannot help
 RUN_DIR = Path(".run")
@@ -49,7 +48,8 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    restart: bool
+    restart: bool  # restarted when it exits (and through the control API); redis is not
+    role: str  # redis, replay-exchange, producer or dagster
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -67,42 +67,6 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nodes", type=int, default=1, help="producer nodes to run (default 1)")
-    parser.add_argument(
-        "--replay-path",
-        type=Path,
-        default=None,
-        help="recordings to replay (default NT_REPLAY_PATH or ../shared/data/binance/spot)",
-    )
-    parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
-    parser.add_argument("--live", action="store_true", help="use live Binance, not the replay")
-    parser.add_argument(
-        "--exchange-port", type=int, default=REPLAY_PORT, help=f"replay exchange port (default {REPLAY_PORT})"
-    )
-    parser.add_argument(
-        "--metrics-base-port",
-        type=int,
-        default=9100,
-        help="node i serves /metrics and /health on this + i (default 9100)",
-    )
-    parser.add_argument(
-        "--dagster-port",
-        type=int,
-        default=dagster_processes.DEFAULT_PORT,
-        help=f"Dagster webserver on 127.0.0.1 (default {dagster_processes.DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--no-dagster", action="store_true", help="do not start the Dagster webserver and daemon"
-    )
-    parser.add_argument(
-        "--control-port",
-        type=int,
-        default=supervisor_api.DEFAULT_CONTROL_PORT,
-        help=f"control API on 127.0.0.1 (default {supervisor_api.DEFAULT_CONTROL_PORT}; 0 disables)",
-    )
-
-
 class Supervisor:
     """Starts the platform's processes and keeps them running."""
 
@@ -114,6 +78,7 @@ class Supervisor:
         self.redis_url = environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self._stopping = False
         self.failed = False
+        self._foreign_warned: set[str] = set()
         # The control API's thread and the watch loop both restart children: one at a time.
         self.lock = threading.RLock()
         self.budget = supervisor_api.RestartBudget(
@@ -172,7 +137,7 @@ class Supervisor:
         ]
         if parsed.password:
             argv += ["--requirepass", parsed.password]
-        self._spawn(Child("redis", argv, dict(self.env), restart=False))
+        self._spawn(Child("redis", argv, dict(self.env), restart=False, role="redis"))
         if not wait_until(lambda: redis_answers(self.redis_url), 15):
             self.log.error("fatal_error", reason="redis_did_not_start", binary=binary)
             return False
@@ -193,7 +158,9 @@ class Supervisor:
             "--speed",
             str(self.args.speed),
         ]
-        child = self._spawn(Child("replay-exchange", argv, dict(self.env), restart=True))
+        child = self._spawn(
+            Child("replay-exchange", argv, dict(self.env), restart=True, role="replay-exchange")
+        )
         futures = "usdm" in path.parts
         ping = "/fapi/v1/ping" if futures else "/api/v3/ping"
         ok = wait_until(lambda: http_ok(f"http://127.0.0.1:{port}{ping}") or not child.alive(), 60)
@@ -217,7 +184,7 @@ class Supervisor:
             env["NT_NODE_ID"] = node_id
             env["NT_METRICS_PORT"] = str(self.node_port(index))
             argv = [sys.executable, "-m", "ntplatform.cli", "producer"]
-            self._spawn(Child(env["NT_NODE_ID"], argv, env, restart=True))
+            self._spawn(Child(env["NT_NODE_ID"], argv, env, restart=True, role="producer"))
 
     def node_ids(self) -> list[str]:
         return [f"producer-node-{index:03d}" for index in range(1, self.args.nodes + 1)]
@@ -240,8 +207,14 @@ class Supervisor:
             dagster_home=env["DAGSTER_HOME"],
             storage="postgres" if env.get(dagster_processes.PG_URL) else "sqlite",
         )
-        self._spawn(Child("dagster-webserver", dagster_processes.webserver_argv(port), env, restart=True))
-        self._spawn(Child("dagster-daemon", dagster_processes.daemon_argv(), dict(env), restart=True))
+        self._spawn(
+            Child(
+                "dagster-webserver", dagster_processes.webserver_argv(port), env, restart=True, role="dagster"
+            )
+        )
+        self._spawn(
+            Child("dagster-daemon", dagster_processes.daemon_argv(), dict(env), restart=True, role="dagster")
+        )
         return True
 
     def dagster_url(self) -> str | None:
@@ -337,24 +310,40 @@ class Supervisor:
         self.start_producers()
         if not self.args.no_dagster and not self.start_dagster():
             return 1
-        ports = [self.node_port(i) for i in range(1, self.args.nodes + 1)]
-        dagster = self.dagster_url()
-        healthy = wait_until(
-            lambda: (
-                all(health_status(p) == "ok" for p in ports)
-                and (dagster is None or http_ok(f"{dagster}/server_info"))
-            ),
-            120,
-            give_up=lambda: self._stopping or any(c.process and c.process.poll() == 2 for c in self.children),
-        )
+        healthy = wait_until(self.all_healthy, 120, give_up=self.stopping_or_failed)
         if self._stopping:
             return 0
+        if self.failed:
+            return 1
         if healthy:
             self.print_banner()
         else:
             self.log.warning("not_healthy_yet", hint="see the producers' log lines above; /health tells why")
         self.watch()
         return 1 if self.failed else 0
+
+    def all_healthy(self) -> bool:
+        """Every producer of ours answers /health ok, and Dagster answers (when it runs)."""
+        dagster = self.dagster_url()
+        statuses = [health_status(self.node_port(i), node) for i, node in enumerate(self.node_ids(), start=1)]
+        for node, status in zip(self.node_ids(), statuses, strict=True):
+            if status and status.startswith("foreign:") and node not in self._foreign_warned:
+                self._foreign_warned.add(node)
+                self.log.warning(
+                    "metrics_port_answered_by_another_node",
+                    node_id=node,
+                    answering=status.removeprefix("foreign:"),
+                    hint="another fleet uses these ports: stop it, or use --metrics-base-port",
+                )
+        return all(s == "ok" for s in statuses) and (dagster is None or http_ok(f"{dagster}/server_info"))
+
+    def stopping_or_failed(self) -> bool:
+        """While waiting for health: children that exit are handled as in ``watch``."""
+        if self._stopping:
+            return True
+        with self.lock:
+            self._watch_once()
+        return self.failed
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -368,23 +357,6 @@ class Supervisor:
                 code = supervisor_api.stop_child(child, timeout_s=15)
                 self.log.info("process_stopped", name=child.name, exit_code=code)
         self.log.info("shutdown_complete")
-
-
-def check_arguments(args: argparse.Namespace) -> str | None:
-    """One line naming a bad argument and what is allowed, or None."""
-    if args.nodes < 1 or args.nodes > 99:
-        return f"--nodes {args.nodes}: must be from 1 to 99"
-    if not 1 <= args.exchange_port <= 65535:
-        return f"--exchange-port {args.exchange_port}: must be from 1 to 65535"
-    if not args.metrics_base_port >= 1 or args.metrics_base_port + args.nodes > 65535:
-        return f"--metrics-base-port {args.metrics_base_port}: base + nodes must be from 2 to 65535"
-    if not args.no_dagster and not 1 <= args.dagster_port <= 65535:
-        return f"--dagster-port {args.dagster_port}: must be from 1 to 65535"
-    if not 0 <= args.control_port <= 65535:
-        return f"--control-port {args.control_port}: must be from 0 (off) to 65535"
-    if not (math.isfinite(args.speed) and 0 < args.speed <= 1000):
-        return f"--speed {args.speed}: must be a number above 0 and at most 1000"
-    return None
 
 
 def run(args: argparse.Namespace) -> int:

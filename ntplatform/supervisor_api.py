@@ -5,7 +5,10 @@ one (SIGTERM, SIGKILL after ``STOP_TIMEOUT_S``) and starts it again at once. It 
 loopback only, from a daemon thread of the supervisor. A process restarted ``max_restarts``
 times within ``window_s`` (automatic restarts and API restarts alike) is not restarted again
 until the window has moved on: the API answers 409 and the supervisor logs
-``restart_refused`` with ``reason=flapping`` (see ``RestartBudget``).
+``restart_refused`` with ``reason=flapping`` (see ``RestartBudget``). Processes the
+supervisor does not restart by itself are not restarted through the API either (403): that is
+Redis, which ``up`` runs without persistence, so a restart would wipe every report, lease and
+heartbeat.
 """
 
 from __future__ import annotations
@@ -71,6 +74,16 @@ class RestartRefused(Exception):
     """The restart budget of a process is spent (flapping)."""
 
 
+def not_restartable(child: Child) -> str:
+    """Why the API does not restart ``child``, a process the supervisor never restarts."""
+    if child.role == "redis":
+        return (
+            f"{child.name} is not restarted through the API: it keeps nothing on disk, so a restart "
+            "would wipe every report, lease and heartbeat; stop and start `ntplatform up` if you mean it"
+        )
+    return f"{child.name} is not restarted through the API: the supervisor never restarts it"
+
+
 def stop_child(child: Child, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
     """SIGTERM, then SIGKILL after ``timeout_s``; the exit code.
 
@@ -103,6 +116,7 @@ def describe(child: Child) -> dict[str, Any]:
     started = dt.datetime.fromtimestamp(child.started_wall, dt.UTC).isoformat(timespec="milliseconds")
     return {
         "name": child.name,
+        "role": child.role,
         "pid": process.pid if process else None,
         "alive": child.alive(),
         "restarts": child.restarts,
@@ -160,9 +174,16 @@ class ControlServer:
         if method == "GET" and parts == ["processes"]:
             return 200, self.processes()
         if method == "POST" and len(parts) == 3 and parts[0] == "processes" and parts[2] == "restart":
-            known = [child.name for child in self.supervisor.children]
-            if parts[1] not in known:
-                return 404, {"error": f"no process named {parts[1]!r}; known: {', '.join(known)}"}
+            by_name = {child.name: child for child in self.supervisor.children}
+            child = by_name.get(parts[1])
+            if child is None:
+                return 404, {"error": f"no process named {parts[1]!r}; known: {', '.join(by_name)}"}
+            if not child.restart:
+                reason = not_restartable(child)
+                self.supervisor.log.warning(
+                    "restart_refused", name=child.name, reason="not_restartable", detail=reason, by="api"
+                )
+                return 403, {"error": reason, "reason": "not_restartable"}
             try:
                 return 200, self.restart(parts[1])
             except RestartRefused as refused:
@@ -187,6 +208,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._answer("POST")
+
+    def do_PUT(self) -> None:  # no such routes: the JSON "no route" answer, not an HTML page
+        self._answer("PUT")
+
+    def do_DELETE(self) -> None:
+        self._answer("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._answer("PATCH")
 
     def log_message(self, format: str, *args: Any) -> None:  # the supervisor logs the restarts
         return

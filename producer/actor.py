@@ -71,7 +71,9 @@ class Runtime:
         log: EventLog,
         fail_node: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        self.fail_node = fail_node  # stops the node after a fatal_error; it then exits 1
+        self.fail_node = (
+            fail_node  # stops the node after a fatal_error; it then exits 1 (2: no symbol listed)
+        )
         self.publisher = publisher
         self.metrics = metrics
         self.state = state
@@ -118,7 +120,11 @@ class AnalyticsActor(Actor):
         self.runtime.state.unavailable_symbols = [binance_symbol(i) for i in missing]
         self.runtime.publisher.set_available([binance_symbol(i) for i in self._instrument_ids])
         if not self._instrument_ids:
-            self.runtime.log.error("fatal_error", reason="no_instrument_available")
+            self.runtime.log.error(
+                "fatal_error",
+                reason="no_instrument_available",
+                hint="no symbol of SYMBOLS is listed for NT_BINANCE_ACCOUNT: fix SYMBOLS; exiting 2",
+            )
             self.runtime.fail_node("no_instrument_available")
             return
         try:

@@ -181,6 +181,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             exchange=settings.binance_http_url or "binance",
         )
         node.run()
+        if "no_instrument_available" in failures:
+            return 2  # no symbol of SYMBOLS is listed: a setting to fix, a restart cannot help
         if watchdog.failed or failures:
             return 1
     except Exception as error:

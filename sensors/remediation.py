@@ -6,8 +6,12 @@ to restart the node (``SupervisorResource.restart``: SIGTERM, SIGKILL after 10 s
 again), then waits, at most ``heartbeat_timeout_s``, for the node's heartbeat
 ``nt:node:{node}`` to come back from the new process (its pid, or a new ``started_ms``). Old
 and new pid and the outcome are run metadata. A refused restart (the supervisor's flapping
-guard rail answers 409), an unknown node or a heartbeat that does not return fails the op
-with a message that says so; the diagnosis is logged before either way.
+guard rail answers 409), an unknown node, a process that is not a producer (``redis``: a
+restart would wipe it) or a heartbeat that does not return fails the op with a message that
+says so; the diagnosis is logged before either way. A node that is heartbeating again when
+the run starts (it was held up, or Redis was, and every heartbeat expired at once) is not
+restarted: the run records ``outcome: recovered_before_restart`` (``force: true`` restarts it
+anyway, for an operator launching the job by hand).
 """
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
@@ -31,6 +35,7 @@ class RestartConfig(DiagnoseConfig):
 
     node_id: str
     heartbeat_timeout_s: float = 60.0
+    force: bool = False  # restart even if the node is heartbeating again
 
 
 def restart_run_request(
@@ -57,6 +62,23 @@ def _returned(fleet: FleetResource, node: str, new_pid: int | None, old: dict[st
     return beat if beat.get("started_ms") != old.get("started_ms") else {}
 
 
+def _check_is_producer(supervisor: SupervisorResource, node: str, metadata: dict[str, Any]) -> None:
+    """Fail the op unless the supervisor runs ``node`` as a producer."""
+    try:
+        processes = supervisor.processes()
+    except SupervisorError as error:
+        raise dg.Failure(description=f"{node}: restart failed: {error}", metadata=metadata) from None
+    roles = {p["name"]: p.get("role") for p in processes}
+    producers = ", ".join(sorted(name for name, role in roles.items() if role == "producer")) or "none"
+    if roles.get(node) == "producer":
+        return
+    what = f"is the supervisor's {roles[node]} process" if node in roles else "is not supervised here"
+    raise dg.Failure(
+        description=f"{node} {what}, not a producer: restart_producer restarts only producers ({producers})",
+        metadata={**metadata, "outcome": "not_a_producer"},
+    )
+
+
 @dg.op(name=OP_NAME)
 def restart_producer_node(
     context: dg.OpExecutionContext,
@@ -68,6 +90,26 @@ def restart_producer_node(
     record, metadata = record_diagnosis(context, config, fleet)
     node = config.node_id
     old_beat = dict(fleet.snapshot().heartbeats.get(node) or {})
+    if old_beat and not config.force:
+        context.log.info(
+            f"{node}: heartbeating again (pid {old_beat.get('pid')}), not restarting it; "
+            "run with force: true to restart it anyway"
+        )
+        recovered = {
+            "node": node,
+            "outcome": "recovered_before_restart",
+            "heartbeat_pid": old_beat.get("pid"),
+        }
+        return dg.Output(
+            {**record, "restart": recovered},
+            metadata={
+                **metadata,
+                "node": node,
+                "outcome": "recovered_before_restart",
+                "restart": dg.MetadataValue.json(recovered),
+            },
+        )
+    _check_is_producer(supervisor, node, {**metadata, "node": node})
     context.log.warning(f"restarting {node} through the supervisor at {supervisor.url} ({config.incident})")
     try:
         restarted = supervisor.restart(node)

@@ -64,14 +64,16 @@ def test_control_api_restarts_a_producer_restart_job_revives_a_frozen_one_and_fl
     stopped: list[int] = []
     try:
         _api_lists_restarts_and_names_unknown(port, client)
+        fleet = FleetResource(redis=RedisResource(url=f"redis://127.0.0.1:{redis_port}/0"))
+        resources = {"fleet": fleet, "supervisor": SupervisorResource(url=f"http://127.0.0.1:{port}")}
+        _api_and_job_leave_redis_alone(up, port, resources)
+        _restart_job_leaves_a_heartbeating_node_alone(port, resources, client)
         frozen = _heartbeat_pid(client, NODE)
         assert frozen is not None
         stopped.append(frozen)
         os.kill(frozen, signal.SIGSTOP)
-        fleet = FleetResource(redis=RedisResource(url=f"redis://127.0.0.1:{redis_port}/0"))
-        resources = {"fleet": fleet, "supervisor": SupervisorResource(url=f"http://127.0.0.1:{port}")}
         _restart_job_revives_frozen_node(frozen, resources, client)
-        _flapping_is_refused(up, port, resources)
+        _flapping_is_refused(up, port, resources, client, stopped)
     finally:
         for pid in stopped:  # SIGCONT anything stopped here, in case it still exists
             with contextlib.suppress(ProcessLookupError):
@@ -85,7 +87,9 @@ def _api_lists_restarts_and_names_unknown(port: int, client: redis.Redis) -> Non
     assert status == 200
     by_name = {p["name"]: p for p in listed}
     assert {"redis", "replay-exchange", "producer-node-001", NODE} <= set(by_name)
-    assert set(by_name[NODE]) == {"name", "pid", "alive", "restarts", "exit_code", "started_at"}
+    assert set(by_name[NODE]) == {"name", "role", "pid", "alive", "restarts", "exit_code", "started_at"}
+    assert by_name[NODE]["role"] == by_name["producer-node-001"]["role"] == "producer"
+    assert (by_name["redis"]["role"], by_name["replay-exchange"]["role"]) == ("redis", "replay-exchange")
     assert by_name[NODE]["alive"] is True
     assert by_name[NODE]["restarts"] == 0
     assert by_name[NODE]["pid"] == _heartbeat_pid(client, NODE)
@@ -107,9 +111,60 @@ def _api_lists_restarts_and_names_unknown(port: int, client: redis.Redis) -> Non
     assert NODE in error["error"]
 
 
-def _restart_request(fleet: FleetResource, incident: str) -> Any:
-    findings = fleet.diagnose(expected_nodes=[NODE]).of_kind("node_down")
-    return restart_run_request(incident, "producer_heartbeat", findings, NODE)
+def _restart_request(fleet: FleetResource, incident: str, node: str = NODE) -> Any:
+    findings = fleet.diagnose(expected_nodes=[node]).of_kind("node_down")
+    return restart_run_request(incident, "producer_heartbeat", findings, node)
+
+
+def _run_restart_job(resources: dict[str, Any], incident: str, node: str = NODE) -> Any:
+    request = _restart_request(resources["fleet"], incident, node)
+    return restart_producer.execute_in_process(
+        run_config=request.run_config, tags=request.tags, resources=resources, raise_on_error=False
+    )
+
+
+def _step_failure(result: Any) -> str:
+    (failure,) = [e for e in result.all_node_events if e.is_step_failure]
+    return str(failure.step_failure_data.error)
+
+
+def _api_and_job_leave_redis_alone(up: ManagedProcess, port: int, resources: dict[str, Any]) -> None:
+    """Redis keeps nothing on disk: neither the API nor restart_producer restarts it."""
+    redis_pid = {p["name"]: p["pid"] for p in _call(port, "GET", "/processes")[1]}["redis"]
+    status, error = _call(port, "POST", "/processes/redis/restart")
+    assert status == 403
+    assert error["reason"] == "not_restartable"
+    assert "wipe every report" in error["error"]
+    refused = [line for line in up.output().splitlines() if '"event":"restart_refused"' in line]
+    assert refused
+    assert '"reason":"not_restartable"' in refused[-1]
+
+    result = _run_restart_job(resources, "manual:redis", node="redis")
+    assert not result.success
+    message = _step_failure(result)
+    assert "redis is the supervisor's redis process, not a producer" in message
+    assert f"producer-node-001, {NODE}" in message
+    assert {p["name"]: p["pid"] for p in _call(port, "GET", "/processes")[1]}["redis"] == redis_pid
+
+    status, error = _call(port, "PUT", "/processes")  # JSON, as every other answer
+    assert status == 404
+    assert "no route PUT /processes" in error["error"]
+
+
+def _restart_job_leaves_a_heartbeating_node_alone(
+    port: int, resources: dict[str, Any], client: redis.Redis
+) -> None:
+    """A node heartbeating again when the run starts (Redis was held up, say) keeps running."""
+    pid = _heartbeat_pid(client, NODE)
+    result = _run_restart_job(resources, f"producer_down:{NODE}:expired")
+    assert result.success
+    (output,) = [e for e in result.all_node_events if e.is_successful_output]
+    metadata = output.step_output_data.metadata
+    assert metadata["outcome"].value == "recovered_before_restart"
+    assert metadata["restart"].value["heartbeat_pid"] == pid
+    assert _heartbeat_pid(client, NODE) == pid
+    restarts = {p["name"]: p["restarts"] for p in _call(port, "GET", "/processes")[1]}
+    assert restarts[NODE] == 1  # the API's restart before, none since
 
 
 def _restart_job_revives_frozen_node(frozen: int, resources: dict[str, Any], client: redis.Redis) -> None:
@@ -132,8 +187,10 @@ def _restart_job_revives_frozen_node(frozen: int, resources: dict[str, Any], cli
     assert _heartbeat_pid(client, NODE) == restart["new_pid"]
 
 
-def _flapping_is_refused(up: ManagedProcess, port: int, resources: dict[str, Any]) -> None:
-    status, _ = _call(port, "POST", f"/processes/{NODE}/restart")  # the third restart within 10 min
+def _flapping_is_refused(
+    up: ManagedProcess, port: int, resources: dict[str, Any], client: redis.Redis, stopped: list[int]
+) -> None:
+    status, third = _call(port, "POST", f"/processes/{NODE}/restart")  # the third within 10 min
     assert status == 200
     status, error = _call(port, "POST", f"/processes/{NODE}/restart")
     assert status == 409
@@ -146,10 +203,11 @@ def _flapping_is_refused(up: ManagedProcess, port: int, resources: dict[str, Any
     assert '"reason":"flapping"' in refused[-1]
     assert '"reason":"api"' in up.output()
 
-    request = _restart_request(resources["fleet"], f"producer_down:{NODE}:flapping")
-    result = restart_producer.execute_in_process(
-        run_config=request.run_config, tags=request.tags, resources=resources, raise_on_error=False
-    )
+    frozen = third["new_pid"]
+    wait_for(lambda: _heartbeat_pid(client, NODE) == frozen, 60, "a heartbeat from the third restart")
+    stopped.append(frozen)
+    os.kill(frozen, signal.SIGSTOP)  # down again: the job would restart it, but the budget is spent
+    wait_for(lambda: _heartbeat_pid(client, NODE) is None, 30, "the frozen node's heartbeat to expire")
+    result = _run_restart_job(resources, f"producer_down:{NODE}:flapping")
     assert not result.success
-    (failure,) = [e for e in result.all_node_events if e.is_step_failure]
-    assert "flapping: restart refused" in str(failure.step_failure_data.error)
+    assert "flapping: restart refused" in _step_failure(result)

@@ -121,13 +121,22 @@ def _check_spec_metrics(port: int) -> None:
     assert {"200.0", "1500.0"} <= latency_bounds
 
 
-def test_up_stops_when_a_producer_is_misconfigured(processes, tmp_path):
-    up, redis_port, _, _ = _start_up(processes, tmp_path, NT_LEASE_TTL_MS="100")
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ({"NT_LEASE_TTL_MS": "100"}, "NT_LEASE_TTL_MS=100: must exceed NT_REPORT_PERIOD_MS"),
+        # Valid, but the exchange lists none of them: the producer exits 2 after connecting.
+        ({"SYMBOLS": "DOGEUSDT"}, '"event":"symbols_not_listed"'),
+    ],
+)
+def test_up_stops_when_a_producer_is_misconfigured(processes, tmp_path, setting, says):
+    up, redis_port, _, _ = _start_up(processes, tmp_path, **setting)
     wait_for(lambda: up.process.poll() is not None, 90, "up to give up on a misconfigured producer")
     assert up.process.returncode == 1
     output = up.output()
-    assert "NT_LEASE_TTL_MS=100: must exceed NT_REPORT_PERIOD_MS" in output
+    assert says in output
     assert '"reason":"child_misconfigured"' in output
+    assert '"event":"process_restarted"' not in output
     assert "ntplatform is up" not in output
     assert not _port_open(redis_port), "what up started must be stopped"
 
@@ -149,3 +158,51 @@ def test_up_bad_argument_exits_2_before_starting_anything(argument, expected):
     assert result.returncode == 2
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_up_is_not_fooled_by_another_fleets_node_on_its_metrics_port(processes, tmp_path):
+    """Another node answering /health on our port is named, and never counted as ours."""
+    import http.server
+    import threading
+
+    class ForeignHealth(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "ok", "node_id": "producer-node-777"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    base_port = free_port() - 1
+    foreign = http.server.ThreadingHTTPServer(("127.0.0.1", base_port + 1), ForeignHealth)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    try:
+        redis_port, exchange_port = free_port(), free_port()
+        argv = [PYTHON, "-m", "ntplatform.cli", "up", "--no-dagster", "--exchange-port", str(exchange_port)]
+        up = ManagedProcess(
+            [*argv, "--metrics-base-port", str(base_port), "--control-port", "0"],
+            python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
+            tmp_path / "up.log",
+        )
+        processes.append(up)
+        wait_for(
+            lambda: '"event":"metrics_port_answered_by_another_node"' in up.output(),
+            90,
+            "up to name the node answering on its metrics port",
+        )
+        # Our producer cannot bind the port: it exits, and the wait for health handles that.
+        wait_for(lambda: '"event":"process_exited"' in up.output(), 60, "the producer's exit to be logged")
+        warning = next(
+            json.loads(line)
+            for line in up.output().splitlines()
+            if '"event":"metrics_port_answered_by_another_node"' in line
+        )
+        assert (warning["node_id"], warning["answering"]) == ("producer-node-001", "producer-node-777")
+        assert "ntplatform is up" not in up.output()
+        assert up.stop(signal.SIGINT, timeout_s=60) == 0
+    finally:
+        foreign.shutdown()
+        foreign.server_close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ntplatform.supervisor import add_arguments, check_arguments
 from ntplatform.supervisor_api import RestartBudget
+from ntplatform.up_arguments import add_arguments, check_arguments
 
 
 def test_budget_allows_up_to_the_limit_within_the_window_then_refuses() -> None:
@@ -55,7 +55,13 @@ def test_watch_stops_restarting_a_crash_looping_child_and_logs_flapping(capsys) 
 
     supervisor = Supervisor(argparse.Namespace(), {"NT_LOG_LEVEL": "info"})
     supervisor.budget = RestartBudget(max_restarts=1, window_s=600)
-    child = Child("crasher", [sys.executable, "-c", "raise SystemExit(1)"], dict(os.environ), restart=True)
+    child = Child(
+        "crasher",
+        [sys.executable, "-c", "raise SystemExit(1)"],
+        dict(os.environ),
+        restart=True,
+        role="producer",
+    )
     supervisor.children.append(child)
     child.start()
 
