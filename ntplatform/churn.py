@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ntplatform.diagnosis import Finding
+from ntplatform.diagnosis import RUNBOOK, Finding
 
-GUIDE_REBALANCING = "3. Excessive Rebalancing"
-GUIDE_RECONNECT_LOOPS = "7. WebSocket Reconnection Loops"
+GUIDE_REBALANCING = f"3. Excessive Rebalancing; {RUNBOOK}#excessive-rebalancing"
+GUIDE_RECONNECT_LOOPS = f"7. WebSocket Reconnection Loops; {RUNBOOK}#websocket-resubscription-loops"
 
 MAX_REBALANCE_RATE = 0.05  # per second per node: ExcessiveRebalancing
 MAX_RESUBSCRIBE_RATE = 0.1  # per second per node: ExcessiveWebSocketResubscriptions

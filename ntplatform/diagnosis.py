@@ -26,12 +26,15 @@ HEARTBEAT_TTL_FACTOR = 5  # heartbeat key TTL = 5 × NT_HEARTBEAT_INTERVAL_MS (d
 MAX_CLOCK_SKEW_MS = 100  # guide section 2.A: "should be < 100ms"
 LEASE_SETTINGS = ("lease_ttl_ms", "min_hold_ms", "config_fingerprint")
 
-GUIDE_NODE_DOWN = "4. Producer Node Down"
-GUIDE_LEASE_CONFLICTS = "2. Lease Conflicts"
-GUIDE_CLOCK_SKEW = "2.A Clock Skew Between Nodes"
-GUIDE_CONFIG = "2.C Incorrect Configuration"
-GUIDE_HUNG = "4.C Deadlock or Hung Process"
-GUIDE_STALE = "1. Market Data Stale"
+# Where a finding is explained: the troubleshooting guide's section (its numbering), then the
+# section of this project's runbook, docs/runbooks/troubleshooting.md (tests check the anchors).
+RUNBOOK = "docs/runbooks/troubleshooting.md"
+GUIDE_NODE_DOWN = f"4. Producer Node Down; {RUNBOOK}#producer-down"
+GUIDE_LEASE_CONFLICTS = f"2. Lease Conflicts; {RUNBOOK}#lease-conflicts"
+GUIDE_CLOCK_SKEW = f"2.A Clock Skew Between Nodes; {RUNBOOK}#lease-conflicts"
+GUIDE_CONFIG = f"2.C Incorrect Configuration; {RUNBOOK}#configuration-mismatch"
+GUIDE_HUNG = f"4.C Deadlock or Hung Process; {RUNBOOK}#producer-down"
+GUIDE_STALE = f"1. Market Data Stale; {RUNBOOK}#market-data-stale"
 
 STALE_AFTER_MS = 5000  # MarketDataCritical: data older than this, or no report for this long
 
@@ -269,6 +272,17 @@ def _health(snapshot: FleetSnapshot) -> list[Finding]:
     found = []
     for node in sorted(snapshot.health):
         body = snapshot.health[node]
+        if body is not None and (body.get("coordination") or {}).get("duplicate_node_id"):
+            found.append(
+                Finding(
+                    kind="duplicate_node_id",
+                    subject=node,
+                    detail=f"two live processes heartbeat as {node} and fight over its leases",
+                    remediation="give every node its own NT_NODE_ID, then restart one of the two",
+                    guide=GUIDE_LEASE_CONFLICTS,
+                    node=node,
+                )
+            )
         if body is None and node in snapshot.heartbeats:
             detail, status = "heartbeat present but /health unreachable", "unreachable"
         elif body is not None and body.get("status") not in (None, "ok"):

@@ -57,6 +57,9 @@ class Coordinator:
         self._next_rebalance = 0.0
         self._live: list[str] = []
         self._reported_mismatch: dict[str, str] = {}
+        self._instance = (socket.gethostname(), os.getpid(), self._started_ms)
+        self._others_seen: set[tuple] = set()  # other processes found in our heartbeat key
+        self._duplicates_reported: set[tuple] = set()
         host = settings.metrics_host
         if host in ("", "0.0.0.0", "::"):  # noqa: S104 - listening everywhere: peers use the host name
             host = socket.gethostname()
@@ -133,11 +136,12 @@ class Coordinator:
 
     def _heartbeat(self, tokens: dict[str, int]) -> None:
         s = self._settings
+        host, pid, started_ms = self._instance
         payload = {
             "node_id": s.node_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started_ms": self._started_ms,
+            "pid": pid,
+            "host": host,
+            "started_ms": started_ms,
             "wall_ms": self._wall_ms(),
             "owned_symbols": sorted(tokens),
             "fencing_tokens": tokens,
@@ -149,8 +153,40 @@ class Coordinator:
             "metrics_port": s.metrics_port,
             "metrics_url": self._metrics_url,
         }
-        self._client.set(keys.node_key(s.node_id), orjson.dumps(payload), px=s.heartbeat_ttl_ms)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(keys.node_key(s.node_id))
+        pipe.set(keys.node_key(s.node_id), orjson.dumps(payload), px=s.heartbeat_ttl_ms)
+        previous, _ = pipe.execute()
         self._metrics.node_heartbeat.labels(s.node_id).set(1)
+        self._check_duplicate(previous)
+
+    def _check_duplicate(self, previous: bytes | None) -> None:
+        """Another live process heartbeating under this node's id (a copy-pasted NT_NODE_ID).
+
+        Our key holding another process's heartbeat once is normal: the one a restarted node's
+        previous process left behind. Finding that process there again, after we overwrote it,
+        means it is alive and writing: the two fight over every lease (``lease_conflict``).
+        """
+        try:
+            body = orjson.loads(previous) if previous else None
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(body, dict):
+            return
+        other = (body.get("host"), body.get("pid"), body.get("started_ms"))
+        if other == self._instance:
+            return
+        if other in self._others_seen and other not in self._duplicates_reported:
+            self._duplicates_reported.add(other)
+            self._state.duplicate_node_id = True
+            self._log.error(
+                "duplicate_node_id",
+                other_host=other[0],
+                other_pid=other[1],
+                other_started_ms=other[2],
+                hint="two processes run with this NT_NODE_ID: give each node its own, then restart one",
+            )
+        self._others_seen.add(other)
 
     def _scan_members(self) -> bool:
         """Read every heartbeat; return whether the set of live nodes changed."""

@@ -36,10 +36,9 @@ class NodeState:
         self.running = False
         self.owned_symbols: list[str] = []
         self.live_nodes: list[str] = [node_id]
-        self.unavailable_symbols: list[str] = []
-        self.mismatched_nodes: list[
-            str
-        ] = []  # peers with different coordination settings  # configured but not listed by the exchange
+        self.unavailable_symbols: list[str] = []  # configured but not listed by the exchange
+        self.mismatched_nodes: list[str] = []  # peers with different coordination settings
+        self.duplicate_node_id = False  # another live process heartbeats under this node's id
         self.symbols: dict[str, SymbolState] = {}  # the symbols this node follows now
         self._lock = threading.Lock()
 
@@ -61,7 +60,8 @@ class NodeState:
         """``starting`` until every owned symbol has published once; ``degraded`` on trouble."""
         if not self.running:
             return "starting"
-        if not self.redis_connected or self.unavailable_symbols or self.mismatched_nodes:
+        trouble = self.unavailable_symbols or self.mismatched_nodes or self.duplicate_node_id
+        if not self.redis_connected or trouble:
             return "degraded"
         now = time.monotonic()
         for symbol in self.owned_symbols:
@@ -100,6 +100,7 @@ class NodeState:
                 "live_nodes": live,
                 "multi_instance": self.multi_instance,
                 "mismatched_nodes": list(self.mismatched_nodes),
+                "duplicate_node_id": self.duplicate_node_id,
             },
             "symbols": symbols,
             "unavailable_symbols": list(self.unavailable_symbols),

@@ -139,3 +139,48 @@ def test_mismatched_lease_settings_are_logged_and_shown_in_health(fleet):
     assert health["status"] == "degraded"
     assert health["coordination"]["mismatched_nodes"] == [odd]
     assert health["coordination"]["live_nodes"] == pair
+
+
+def test_a_second_process_with_a_nodes_id_is_named_but_a_restarted_node_is_not(fleet):
+    import json
+    import urllib.error
+    import urllib.request
+
+    fleet.start(1)
+    restarted = fleet.start(2)
+    pair = ["producer-node-001", restarted]
+    wait_for(lambda: fleet.balanced(pair), 90, "two nodes sharing the symbols")
+    # Killed and started again at once: its old heartbeat is still in Redis, and that is normal.
+    fleet.nodes[restarted].process.kill()
+    fleet.nodes[restarted].process.wait(timeout=30)
+    fleet.start(2)
+    wait_for(lambda: fleet.balanced(pair), 90, "the restarted node to take its share again")
+    assert fleet.events(restarted, "duplicate_node_id") == []
+
+    node = "producer-node-001"
+    original, original_port = fleet.nodes[node], fleet.ports[node]
+    fleet.start(1)  # the same NT_NODE_ID again, as if an environment was copied
+    copy, copy_port = fleet.nodes[node], fleet.ports[node]
+    wait_for(lambda: fleet.events(node, "duplicate_node_id"), 60, "a duplicate_node_id error")
+
+    reporters = 0
+    for process, port, other in ((original, original_port, copy), (copy, copy_port, original)):
+        events = [
+            json.loads(line)
+            for line in process.output().splitlines()
+            if '"event":"duplicate_node_id"' in line
+        ]
+        if not events:
+            continue
+        reporters += 1
+        (event,) = events  # once per other process, not once per heartbeat
+        assert event["level"] == "error"
+        assert event["other_pid"] == other.process.pid
+        assert "NT_NODE_ID" in event["hint"]
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+        health = json.loads(caught.value.read())
+        assert health["status"] == "degraded"
+        assert health["coordination"]["duplicate_node_id"] is True
+    assert reporters >= 1
+    assert copy.stop(signal.SIGTERM) == 0

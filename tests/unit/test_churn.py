@@ -56,7 +56,7 @@ def test_resubscribe_loop_sums_the_unexpected_reasons() -> None:
     assert finding.node == "node-a"
     assert finding.data["rate_per_s"] == round(7 / 60, 4)
     assert finding.detail.endswith("reconnect=4, resync=3")
-    assert finding.guide == "7. WebSocket Reconnection Loops"
+    assert finding.guide.startswith("7. WebSocket Reconnection Loops; ")
 
 
 def test_resubscribe_loop_without_time_is_quiet() -> None:

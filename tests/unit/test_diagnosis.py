@@ -74,7 +74,7 @@ def test_missing_node_orphaned_lease_and_unowned_symbol() -> None:
     assert orphan.node == "n1"
     assert orphan.data == {"pttl_ms": 800, "token": 3}
     assert "Lease Conflicts" in orphan.guide
-    assert result.of_kind("node_down")[0].guide == "4. Producer Node Down"
+    assert result.of_kind("node_down")[0].guide.startswith("4. Producer Node Down; ")
     assert "node_down | n1" in result.to_markdown()
 
 
@@ -127,3 +127,31 @@ def test_health_unreachable_or_degraded() -> None:
     snapshot = healthy_snapshot(health={"n1": None, "n2": {"status": "degraded"}})
     found = {(f.subject, f.data["status"]) for f in diagnose(snapshot).of_kind("node_unhealthy")}
     assert found == {("n1", "unreachable"), ("n2", "degraded")}
+
+
+def test_two_processes_with_one_node_id_are_named_from_health() -> None:
+    health = {"n2": {"status": "degraded", "coordination": {"duplicate_node_id": True}}}
+    result = diagnose(healthy_snapshot(health=health))
+    (duplicate,) = result.of_kind("duplicate_node_id")
+    assert (duplicate.subject, duplicate.node) == ("n2", "n2")
+    assert "NT_NODE_ID" in duplicate.remediation
+    assert [f.subject for f in result.of_kind("node_unhealthy")] == ["n2"]
+
+
+def test_every_guide_reference_names_a_section_of_the_projects_runbook() -> None:
+    import re
+    from pathlib import Path
+
+    from ntplatform import churn, diagnosis
+
+    runbook = Path(__file__).resolve().parents[2] / diagnosis.RUNBOOK
+    headings = re.findall(r"^## (.+)$", runbook.read_text(), flags=re.MULTILINE)
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+    guides = [v for m in (diagnosis, churn) for k, v in vars(m).items() if k.startswith("GUIDE_")]
+    assert len(guides) == 8
+    for guide in guides:
+        section, reference = guide.split("; ")
+        assert re.match(r"^\d\.[A-Z]? ?[A-Z]", section), guide
+        path, anchor = reference.split("#")
+        assert path == diagnosis.RUNBOOK
+        assert anchor in anchors, f"{guide}: no section #{anchor} in {path}"
