@@ -17,13 +17,15 @@ import dagster as dg
 
 from assets import analysis, archive, backfill, freshness
 from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
+from ntplatform.errors import ConfigError
+from ntplatform.settings import load_dagster_settings
 from sensors.archive import archive_ahead_of_trim_sensor
 from sensors.churn import excessive_rebalancing_sensor, ws_resubscribe_loop_sensor
 from sensors.fleet_diagnosis import diagnose_fleet
 from sensors.heartbeat import producer_heartbeat_sensor
 from sensors.leases import lease_conflict_sensor
 from sensors.remediation import restart_producer
-from sensors.resources import DEFAULT_SUPERVISOR_URL, ControlResource, FleetResource, SupervisorResource
+from sensors.resources import ControlResource, FleetResource, SupervisorResource
 from sensors.staleness import market_data_staleness_sensor
 from sensors.symbol_remediation import force_rebalance, release_orphaned_leases, resubscribe_symbol
 
@@ -33,9 +35,12 @@ def _secret(name: str, default: str = "") -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def _list(name: str, default: str = "") -> list[str]:
-    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
-
+try:
+    # The same rules as the producers' settings: a bad value stops the code location from
+    # loading, and the UI and `dagster-daemon` show this one line instead of acting on it.
+    settings = load_dagster_settings()
+except ConfigError as error:
+    raise dg.DagsterInvalidDefinitionError(f"ntplatform Dagster settings: {error}") from None
 
 redis_db = RedisResource(url=_secret("REDIS_URL", DEFAULT_REDIS_URL))
 
@@ -68,12 +73,10 @@ defs = dg.Definitions(
     resources={
         "redis_db": redis_db,
         "fleet": FleetResource(
-            redis=redis_db,
-            symbols=[s.upper() for s in _list("SYMBOLS", "BTCUSDT,ETHUSDT")],
-            expected_nodes=_list("NT_EXPECTED_NODES"),
+            redis=redis_db, symbols=list(settings.symbols), expected_nodes=list(settings.expected_nodes)
         ),
         "control_channel": ControlResource(redis=redis_db, secret=_secret("NT_CONTROL_SECRET")),
-        "supervisor": SupervisorResource(url=os.environ.get("NT_SUPERVISOR_URL") or DEFAULT_SUPERVISOR_URL),
+        "supervisor": SupervisorResource(url=settings.supervisor_url),
         "archive_storage": ArchiveStorageResource(
             root=os.environ.get("NT_ARCHIVE_DIR") or DEFAULT_ARCHIVE_DIR
         ),

@@ -239,6 +239,37 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+@dataclass(frozen=True)
+class DagsterSettings:
+    """What the Dagster code location (``definitions.py``) reads from the environment."""
+
+    redis_url: str = Settings.redis_url
+    symbols: tuple[str, ...] = Settings.symbols
+    expected_nodes: tuple[str, ...] = ()  # nodes that must always be heartbeating
+    supervisor_url: str = "http://127.0.0.1:9199"  # the control API of `ntplatform up`
+    stream_maxlen: int = Settings.stream_maxlen
+
+
+def _parse_node_ids(name: str, raw: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in raw.split(","))
+    if any(not part for part in parts):
+        raise ConfigError(name, raw, "a comma-separated list of node ids such as producer-node-001")
+    return tuple(_parse_node_id(name, part) for part in parts)
+
+
+def load_dagster_settings(environ: Mapping[str, str] | None = None) -> DagsterSettings:
+    """The Dagster side's settings, validated with the producers' rules (same names, same limits)."""
+    env = os.environ if environ is None else environ
+    d = DagsterSettings()
+    return DagsterSettings(
+        redis_url=_field(env, "REDIS_URL", _url_with(("redis", "rediss", "unix")), d.redis_url),
+        symbols=_field(env, "SYMBOLS", _parse_symbols, d.symbols),
+        expected_nodes=_field(env, "NT_EXPECTED_NODES", _parse_node_ids, d.expected_nodes),
+        supervisor_url=_field(env, "NT_SUPERVISOR_URL", _url_with(("http", "https")), d.supervisor_url),
+        stream_maxlen=_field(env, "NT_STREAM_MAXLEN", _int_in(1, 100_000_000), d.stream_maxlen),
+    )
+
+
 def _check_cross_fields(s: Settings) -> None:
     if s.lease_ttl_ms <= s.report_period_ms:
         raise ConfigError(

@@ -16,7 +16,6 @@ the skip message and the run's tags say so (raise ``NT_STREAM_MAXLEN``).
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,11 +24,11 @@ import dagster as dg
 from assets.archive import ARCHIVE_PARTITIONS, PARTITION_FORMAT, archive_reports, report_archive
 from assets.resources import RedisResource
 from ntplatform import archive, keys
+from ntplatform.settings import load_dagster_settings
 from sensors import running_sensor
 
 AT_RISK_FILL = 0.8
 HOUR_MS = 3_600_000
-DEFAULT_STREAM_MAXLEN = 100_000
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def archive_ahead_of_trim_sensor(
         return dg.SensorResult(skip_reason=dg.SkipReason(f"cannot read the report streams: {error}"))
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     materialized = set(context.instance.get_materialized_partitions(report_archive.key))
-    maxlen = int(os.environ.get("NT_STREAM_MAXLEN") or DEFAULT_STREAM_MAXLEN)
+    maxlen = load_dagster_settings().stream_maxlen
     first_hour = int(ARCHIVE_PARTITIONS.start.timestamp() * 1000)
     requests, notes = plan(streams, materialized, now_ms, maxlen, first_hour)
     for note in notes:

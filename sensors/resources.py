@@ -26,6 +26,7 @@ from ntplatform.diagnosis import (
     WriterLease,
     diagnose,
 )
+from ntplatform.settings import DagsterSettings
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]  # metric -> sorted labels -> value
 
@@ -216,7 +217,7 @@ def _read_leases(client: redis.Redis) -> dict[str, WriterLease]:
     return leases
 
 
-DEFAULT_SUPERVISOR_URL = "http://127.0.0.1:9199"
+DEFAULT_SUPERVISOR_URL = DagsterSettings.supervisor_url
 
 
 class SupervisorError(Exception):

@@ -57,3 +57,23 @@ def test_workspace_points_at_the_definitions_module() -> None:
     assert (ROOT / f"{module}.py").is_file()
     instance = yaml.safe_load((ROOT / "dagster_home" / "dagster.yaml").read_text())
     assert "sqlite" in instance["storage"]
+
+
+def test_a_bad_setting_stops_the_code_location_with_one_line_naming_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SYMBOLS": "garbage!!"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import definitions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "ntplatform Dagster settings: invalid configuration: SYMBOLS='garbage!!'" in last
+    assert "2-20 letters or digits" in last

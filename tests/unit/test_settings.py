@@ -92,3 +92,49 @@ def test_coordination_fingerprint_changes_with_lease_settings_only():
 def test_load_settings_redis_url_bad_port_is_one_clear_line(url):
     with pytest.raises(ConfigError, match=r"REDIS_URL=.*the port must be a number from 0 to 65535"):
         load_settings({"REDIS_URL": url})
+
+
+def test_dagster_settings_defaults_and_values():
+    from ntplatform.settings import DagsterSettings, load_dagster_settings
+
+    assert load_dagster_settings({}) == DagsterSettings(
+        redis_url="redis://127.0.0.1:6379/0",
+        symbols=("BTCUSDT", "ETHUSDT"),
+        expected_nodes=(),
+        supervisor_url="http://127.0.0.1:9199",
+        stream_maxlen=100_000,
+    )
+    settings = load_dagster_settings(
+        {
+            "SYMBOLS": "solusdt, BTCUSDT",
+            "NT_EXPECTED_NODES": "producer-node-001, producer-node-002",
+            "NT_SUPERVISOR_URL": "http://10.0.0.5:9199/",
+            "NT_STREAM_MAXLEN": "5000",
+        }
+    )
+    assert settings.symbols == ("SOLUSDT", "BTCUSDT")
+    assert settings.expected_nodes == ("producer-node-001", "producer-node-002")
+    assert settings.supervisor_url == "http://10.0.0.5:9199"
+    assert settings.stream_maxlen == 5000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SYMBOLS", "garbage!!", "symbol 'GARBAGE!!' must be 2-20 letters or digits"),
+        ("NT_EXPECTED_NODES", "a/b,c", "1-64 letters, digits"),
+        ("NT_EXPECTED_NODES", "producer-node-001,,c", "a comma-separated list of node ids"),
+        ("NT_SUPERVISOR_URL", "notaurl", "a URL with scheme http or https"),
+        ("NT_STREAM_MAXLEN", "abc", "an integer >= 1 and <= 100000000"),
+        ("REDIS_URL", "bogus", "a URL with scheme redis or rediss or unix"),
+    ],
+)
+def test_dagster_settings_bad_value_is_one_line_naming_it(variable, value, expected):
+    from ntplatform.settings import load_dagster_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_dagster_settings({variable: value})
+    message = str(caught.value)
+    assert message.startswith(f"invalid configuration: {variable}=")
+    assert expected in message
+    assert "\n" not in message
