@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, SEQUENCE_GAP, STALL
+from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, PER_SYMBOL, SEQUENCE_GAP, STALL, TIMED
 from ntplatform.replay.rest import FAULTS_PATH
 
 DEFAULT_EXCHANGE = "http://127.0.0.1:8790"
@@ -45,6 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbol", help="the symbol for stall, mute and gap (default: every symbol)")
 
 
+def misuse(args: argparse.Namespace) -> str | None:
+    """An option the action does not take, in one line (the exchange would refuse it), or None."""
+    kind = ACTIONS.get(args.action)
+    takes = {"--seconds"} if kind in TIMED else set()
+    takes |= {"--symbol"} if kind in PER_SYMBOL else set()
+    given = {"--seconds"} if args.seconds is not None else set()
+    given |= {"--symbol"} if args.symbol is not None else set()
+    extra = sorted(given - takes)
+    if not extra:
+        return None
+    allowed = " and ".join(sorted(takes)) or "no options"
+    return f"fault {args.action} takes {allowed}; got {', '.join(extra)}"
+
+
 def request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
     """The HTTP method and JSON body that carry out ``args``."""
     if args.action == "list":
@@ -63,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     """Send the request; print the answer (stdout) or one line saying what went wrong (stderr)."""
     if not args.exchange.startswith(("http://", "https://")):
         sys.stderr.write(f"fault: --exchange must be an http:// or https:// URL; got {args.exchange!r}\n")
+        return 2
+    problem = misuse(args)
+    if problem:
+        sys.stderr.write(f"{problem}\n")
         return 2
     method, body = request_of(args)
     url = args.exchange.rstrip("/") + FAULTS_PATH

@@ -56,3 +56,26 @@ def test_fault_cli_non_http_exchange_is_refused_with_exit_2(capsys):
 
     assert code == 2
     assert "--exchange must be an http:// or https:// URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["drop", "--seconds", "5"], "fault drop takes no options; got --seconds"),
+        (["gap", "--seconds", "5", "--symbol", "BTCUSDT"], "fault gap takes --symbol; got --seconds"),
+        (["429", "--symbol", "BTCUSDT"], "fault 429 takes --seconds; got --symbol"),
+        (["list", "--symbol", "BTCUSDT"], "fault list takes no options; got --symbol"),
+    ],
+)
+def test_fault_cli_option_the_action_does_not_take_is_refused_before_sending(argv, message, capsys):
+    from tests.conftest import free_port
+
+    code = fault_cli.run(_cli(["--exchange", f"http://127.0.0.1:{free_port()}", *argv]))
+
+    assert code == 2  # refused here: nothing listens on that port, so nothing was sent
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_fault_cli_options_the_action_takes_pass():
+    assert fault_cli.misuse(_cli(["stall", "--seconds", "3", "--symbol", "BTCUSDT"])) is None
+    assert fault_cli.misuse(_cli(["drop"])) is None
