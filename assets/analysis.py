@@ -5,6 +5,10 @@ Reads the partition's hour of ``report_archive`` for every archived symbol and r
 writer changes, spread and imbalance) as run metadata, as a Parquet table
 ``_analysis/date=…/hour=…/summary.parquet`` and a plot ``plot.png`` beside the archive under
 ``NT_ARCHIVE_DIR``. The plot is also embedded in the materialisation, so it shows in the UI.
+
+Only symbols with a file for the hour are summarised (a symbol archived in other hours was
+not archived in this one: its 0 reports would be made up). An hour no symbol has a file
+for fails the run: it was never archived, and a summary of nothing would read as an outage.
 """
 
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
@@ -16,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.archive import ARCHIVE_PARTITIONS, report_archive
-from assets.resources import ArchiveStorageResource
+from assets.resources import ArchiveStorageResource, require_in_range
 from ntplatform import archive
-from ntplatform.analysis import DEFAULT_GAP_MS, summarize_hour
+from ntplatform.analysis import DEFAULT_GAP_MS, HOUR_MS, summarize_hour
 from ntplatform.analysis_plot import plot_hour
 
 
@@ -36,12 +40,26 @@ def report_analysis(
     context: dg.AssetExecutionContext, config: AnalysisConfig, archive_storage: ArchiveStorageResource
 ) -> dg.MaterializeResult:
     """Publish rate, data age, gaps, writer changes, spread and imbalance per symbol for the hour."""
+    require_in_range("report_analysis", "gap_ms", config.gap_ms, 1, HOUR_MS)
+    root = archive_storage.checked_root(create=False)
     start = context.partition_time_window.start
     start_ms = archive.to_ms(start)
     rows_by_symbol = {}
-    for symbol in archive.archived_symbols(archive_storage.root):
-        table = archive.read_partition(archive_storage.root, symbol, start)
-        rows_by_symbol[symbol] = table.to_pylist() if table is not None else []
+    unarchived = []
+    for symbol in archive.archived_symbols(root):
+        table = archive.read_partition(root, symbol, start)
+        if table is None:
+            unarchived.append(symbol)
+        else:
+            rows_by_symbol[symbol] = table.to_pylist()
+    if not rows_by_symbol:
+        raise dg.Failure(
+            description=f"hour {context.partition_key} is not archived under "
+            f"{archive.ROOT_SETTING}={root.split('?', 1)[0]}: "
+            "materialise report_archive for it first"
+        )
+    if unarchived:
+        context.log.info(f"not archived for {context.partition_key}, left out: {', '.join(unarchived)}")
     summaries = [summarize_hour(s, rows, start_ms, config.gap_ms) for s, rows in rows_by_symbol.items()]
     for summary in summaries:
         context.log.info(
@@ -52,14 +70,15 @@ def report_analysis(
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     summary_path = archive.write_file(
-        archive_storage.root, archive.analysis_relpath(start, "summary.parquet"), sink.getvalue().to_pybytes()
+        root, archive.analysis_relpath(start, "summary.parquet"), sink.getvalue().to_pybytes()
     )
     png = plot_hour(rows_by_symbol, summaries, start_ms, config.gap_ms)
-    plot_path = archive.write_file(archive_storage.root, archive.analysis_relpath(start, "plot.png"), png)
+    plot_path = archive.write_file(root, archive.analysis_relpath(start, "plot.png"), png)
     image = base64.b64encode(png).decode()
     return dg.MaterializeResult(
         metadata={
             "symbols": len(summaries),
+            "unarchived_symbols": dg.MetadataValue.json(unarchived),
             "reports": sum(s.reports for s in summaries),
             "summary": dg.MetadataValue.md(_markdown(summaries)),
             "per_symbol": dg.MetadataValue.json({s.symbol: s.as_row() for s in summaries}),

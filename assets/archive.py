@@ -14,8 +14,10 @@ import pyarrow as pa
 import pydantic
 import redis
 
-from assets.resources import ArchiveStorageResource, RedisResource
+from assets.resources import ArchiveStorageResource, RedisResource, require_in_range
 from ntplatform import archive, keys
+from ntplatform.errors import ConfigError
+from ntplatform.settings import load_dagster_settings, parse_symbol
 
 # From 2024: backfilled recordings (ntplatform backfill, report_backfill) reach back that far.
 # end_offset=1: the open hour is a partition too, so it can be archived before the stream
@@ -34,12 +36,47 @@ class ArchiveConfig(dg.Config):
     page_size: int = archive.DEFAULT_PAGE
 
 
-def _symbols(config: ArchiveConfig, redis_resource: RedisResource) -> list[str]:
+def _checked_symbols(config: ArchiveConfig) -> list[str]:
+    """The configured symbols, upper-cased; a one-line failure for one that breaks the SYMBOLS rule."""
+    try:
+        return sorted({parse_symbol("symbols", s) for s in config.symbols})
+    except ConfigError as error:
+        raise dg.Failure(
+            description=f"report_archive config symbols: {error.value!r}: {error.allowed}"
+        ) from None
+
+
+def fleet_symbols() -> set[str]:
+    """The fleet's configured symbols: ``SYMBOLS``, as the producers and ``FleetResource`` read it."""
+    return set(load_dagster_settings().symbols)
+
+
+def _symbols(
+    context: dg.AssetExecutionContext, config: ArchiveConfig, redis_resource: RedisResource
+) -> tuple[list[str], list[str]]:
+    """The symbols to archive and the configured ones skipped.
+
+    Without configured symbols: every stream. Configured ones must have a stream or be in ``SYMBOLS``.
+
+    A configured symbol of the fleet without a stream gets an empty file ("archived, nothing
+    there"); one neither in Redis nor in ``SYMBOLS`` is most likely a typo, and a file for it
+    would make ``report_analysis`` report it every hour, so it is skipped with a warning.
+    """
+    client = redis_resource.client()
     if config.symbols:
-        return sorted({s.strip().upper() for s in config.symbols})
+        configured = _checked_symbols(config)
+        known = fleet_symbols()
+        chosen = [s for s in configured if s in known or client.exists(keys.stream_key(s))]
+        skipped = [s for s in configured if s not in chosen]
+        for symbol in skipped:
+            context.log.warning(
+                f"{symbol}: no {keys.stream_key(symbol)} in Redis and not in SYMBOLS "
+                f"({','.join(sorted(known))}): nothing archived, no file written"
+            )
+        return chosen, skipped
     prefix = keys.stream_key("")
-    found = redis_resource.client().scan_iter(match=f"{prefix}*", count=500, _type="stream")
-    return sorted(key.decode()[len(prefix) :] for key in found)
+    found = client.scan_iter(match=f"{prefix}*", count=500, _type="stream")
+    return sorted(key.decode()[len(prefix) :] for key in found), []
 
 
 def _archive_symbol(
@@ -77,13 +114,16 @@ def report_archive(
     archive_storage: ArchiveStorageResource,
 ) -> dg.MaterializeResult:
     """Every report of the partition's hour, per symbol, in hive-style Parquet under ``NT_ARCHIVE_DIR``."""
+    require_in_range("report_archive", "page_size", config.page_size, 1, archive.MAX_PAGE)
+    symbols, skipped = _symbols(context, config, redis_db)
+    archive_storage.checked_root()
     window = context.partition_time_window
     client = redis_db.client()
     rows: dict[str, int] = {}
     paths: dict[str, str] = {}
     lost: dict[str, int] = {}
     problems: list[str] = []
-    for symbol in _symbols(config, redis_db):
+    for symbol in symbols:
         table, path, found = _archive_symbol(
             client, archive_storage, symbol, window.start, window.end, config.page_size
         )
@@ -103,6 +143,7 @@ def report_archive(
             "rows": sum(rows.values()),
             "rows_per_symbol": dg.MetadataValue.json(rows),
             "paths": dg.MetadataValue.json(paths),
+            "skipped_symbols": dg.MetadataValue.json(skipped),
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),
         },

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.resources import require_root
 from ntplatform.replay.recording import load_recordings
-from producer.backfill import BackfillSettings, backfill
+from producer.backfill import BackfillSettings, backfill, period_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECORDINGS_DIR = "../shared/data/binance"
@@ -44,9 +45,15 @@ class BackfillConfig(dg.Config):
 @dg.asset(partitions_def=RECORDING_PARTITIONS, kinds={"parquet", "nautilustrader"}, group_name="backfill")
 def report_backfill(context: dg.AssetExecutionContext, config: BackfillConfig) -> dg.MaterializeResult:
     """The partition's recording through the backtest engine with the live analytics actor."""
+    problem = period_problem(
+        config.report_period_ms, config.slow_period_ms, "report_period_ms", "slow_period_ms"
+    )
+    if problem:
+        raise dg.Failure(description=f"report_backfill config {problem}")
     root = recordings_dir()
     recording = root / f"{context.partition_key}.gz"
     out = os.environ.get("NT_BACKFILL_DIR") or DEFAULT_BACKFILL_DIR
+    require_root(out, "NT_BACKFILL_DIR")  # before the replay: its reports need somewhere to go
     loaded = load_recordings([recording])
     reported = [-1]
 

@@ -86,7 +86,9 @@ def _ms(value: Any) -> int:
 def find_gaps(
     times_ms: Sequence[int], start_ms: int, end_ms: int, gap_ms: int, edges: bool = True
 ) -> list[Gap]:
-    """Stretches longer than ``gap_ms`` without a report within [start_ms, end_ms)."""
+    """Stretches longer than ``gap_ms`` (above 0) without a report within [start_ms, end_ms)."""
+    if gap_ms <= 0:
+        raise ValueError(f"gap_ms {gap_ms}: must be above 0 (every pause between reports would be a gap)")
     ordered = sorted(times_ms)
     points = [start_ms, *ordered, end_ms] if edges else ordered
     return [Gap(a, b) for a, b in itertools.pairwise(points) if b - a > gap_ms]

@@ -10,6 +10,7 @@ Stream ids are ``<redis-ms>-<seq>``, so an hour of reports is the id range
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,20 @@ import pyarrow.parquet as pq
 import redis
 
 from ntplatform import keys
+from ntplatform.errors import ConfigError
+from ntplatform.settings import redact_url
 
 ARCHIVE_SCHEMA_VERSION = 1  # version of the Parquet layout below (the report's own is a column)
 MAX_STREAM_SEQ = 18446744073709551615  # largest sequence part of a stream id
 PART_FILE = "part.parquet"
 DEFAULT_PAGE = 1000
+MAX_PAGE = 100_000  # XRANGE COUNT per round trip: NT_STREAM_MAXLEN's default, a whole stream
+ROOT_SETTING = "NT_ARCHIVE_DIR"
+# URI schemes pyarrow resolves to a filesystem (``pyarrow.fs.FileSystem.from_uri``).
+ROOT_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
+ROOT_ALLOWED = (
+    "a local folder, file:///absolute/path, or a URI such as s3://bucket/prefix (also gs, abfs, hdfs)"
+)
 
 _TS = pa.timestamp("ms", tz="UTC")
 
@@ -171,12 +181,54 @@ def first_stream_id(client: redis.Redis, symbol: str) -> StreamId | None:
     return StreamId.parse(entries[0][0]) if entries else None
 
 
-def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and base path for a local directory or a URI (``s3://…``)."""
+def filesystem(root: str, setting: str = ROOT_SETTING) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and base path for a local directory or a URI (``s3://…``).
+
+    A root pyarrow cannot resolve raises ``ConfigError`` naming ``setting``, the value and
+    what is allowed (one line: pyarrow's own messages can run to pages).
+    """
     if "://" not in root:
         return pafs.LocalFileSystem(), Path(root).resolve().as_posix()
-    fs, base = pafs.FileSystem.from_uri(root)
+    shown = redact_url(root)
+    scheme = root.split("://", 1)[0].lower()
+    if scheme not in ROOT_SCHEMES:
+        raise ConfigError(setting, shown, f"scheme {scheme}:// is not supported; use {ROOT_ALLOWED}")
+    try:
+        fs, base = pafs.FileSystem.from_uri(root)
+    except (ValueError, OSError, pa.ArrowException) as error:
+        raise ConfigError(
+            setting, shown, f"cannot open it ({_first_line(error)}); use {ROOT_ALLOWED}"
+        ) from None
     return fs, base.rstrip("/")
+
+
+def check_root(root: str, setting: str = ROOT_SETTING, create: bool = True) -> None:
+    """Fail early, with one line naming ``setting``, when ``root`` cannot hold an archive.
+
+    The URI must resolve (``filesystem``); a local root (a path or ``file://``) must be a
+    folder, and with ``create`` it is created when missing. Remote stores are not probed:
+    their errors (credentials, network) come with the first read or write.
+    """
+    fs, base = filesystem(root, setting)
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return
+    kind = fs.get_file_info(base).type
+    if kind == pafs.FileType.Directory:
+        return
+    if kind != pafs.FileType.NotFound:
+        raise ConfigError(setting, root, f"it is a file ({base}); a folder is needed")
+    if not create:
+        return
+    try:
+        fs.create_dir(base, recursive=True)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else _first_line(error)
+        raise ConfigError(setting, root, f"cannot create the folder ({reason})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def read_partition(root: str, symbol: str, window_start: datetime) -> pa.Table | None:

@@ -4,7 +4,9 @@
 ``ntplatform control rebalance`` / ``ntplatform control resubscribe --symbol BTCUSDT
 [--node producer-node-002]`` reads ``REDIS_URL`` and ``NT_CONTROL_SECRET`` from the
 environment, prints each node's answer on one line and exits 0 when at least one node
-accepted, 1 when none did (or none answered), 2 on bad input.
+accepted, 1 when none did (or none answered), 2 on bad input (a ``REDIS_URL`` that is not
+``redis://``, ``rediss://`` or ``unix://``, a ``--symbol`` that breaks the ``SYMBOLS`` rule):
+nothing is sent then.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import orjson
 import redis
 
 from ntplatform import control, keys
-from ntplatform.settings import MIN_SECRET_CHARS, redact_url
+from ntplatform.errors import ConfigError
+from ntplatform.settings import MIN_SECRET_CHARS, parse_redis_url, parse_symbol, redact_url
 
 DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class ControlError(Exception):
@@ -89,25 +93,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for acks")
 
 
+def _input_problem(args: argparse.Namespace, secret: str) -> str | None:
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"NT_CONTROL_SECRET must be set to the fleet's secret (at least {MIN_SECRET_CHARS} characters)"
+    if args.action in control.NEEDS_SYMBOL and not args.symbol:
+        return f"{args.action} needs --symbol (the symbol to resubscribe, e.g. BTCUSDT)"
+    if args.symbol is not None:
+        try:
+            parse_symbol("--symbol", args.symbol)
+        except ConfigError as error:
+            return f"--symbol {args.symbol!r}: {error.allowed}"
+    if not 0 < args.timeout <= 60:
+        return f"--timeout {args.timeout}: must be above 0 and at most 60 seconds"
+    return None
+
+
+def _client(url: str) -> redis.Redis | str:
+    """A client for ``url``, or what is wrong with it (one line naming REDIS_URL)."""
+    try:
+        parse_redis_url("REDIS_URL", url)
+        return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    except ConfigError as error:
+        return str(error)
+    except ValueError as error:  # what redis-py refuses beyond that
+        return f"REDIS_URL={redact_url(url)}: not a valid Redis URL ({error})"
+
+
 def run(args: argparse.Namespace) -> int:
     secret = os.environ.get("NT_CONTROL_SECRET", "").strip()
-    problem = None
-    if len(secret) < MIN_SECRET_CHARS:
-        problem = (
-            f"NT_CONTROL_SECRET must be set to the fleet's secret (at least {MIN_SECRET_CHARS} characters)"
-        )
-    elif args.action in control.NEEDS_SYMBOL and not args.symbol:
-        problem = f"{args.action} needs --symbol (the symbol to resubscribe, e.g. BTCUSDT)"
-    elif not 0 < args.timeout <= 60:
-        problem = f"--timeout {args.timeout}: must be above 0 and at most 60 seconds"
-    if problem:
-        print(f"ntplatform control: {problem}", file=sys.stderr)
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    problem = _input_problem(args, secret)
+    client = _client(url) if problem is None else problem
+    if isinstance(client, str):
+        print(f"ntplatform control: {client}", file=sys.stderr)
         return 2
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    symbol = args.symbol.strip().upper() if args.symbol else None
     try:
         expected = live_nodes(client) if args.node == control.EVERY_NODE else 1
-        acks = send(client, secret, args.action, args.node, args.symbol, max(expected, 1), args.timeout)
+        acks = send(client, secret, args.action, args.node, symbol, max(expected, 1), args.timeout)
     except (ControlError, redis.RedisError) as error:
         print(f"ntplatform control: {error} (REDIS_URL={redact_url(url)})", file=sys.stderr)
         return 1

@@ -126,13 +126,19 @@ def _parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     return lowered
 
 
+def parse_symbol(name: str, raw: str) -> str:
+    """One symbol by the rule of ``SYMBOLS``, upper-cased; ``ConfigError`` naming ``name``."""
+    symbol = raw.strip().upper()
+    if not SYMBOL_PATTERN.match(symbol):
+        raise ConfigError(name, raw, f"symbol {symbol!r} must be 2-20 letters or digits, e.g. BTCUSDT")
+    return symbol
+
+
 def _parse_symbols(name: str, raw: str) -> tuple[str, ...]:
-    symbols = tuple(part.strip().upper() for part in raw.split(","))
-    if not symbols or any(not s for s in symbols):
+    parts = tuple(part.strip() for part in raw.split(","))
+    if not parts or any(not s for s in parts):
         raise ConfigError(name, raw, "a comma-separated list of symbols such as BTCUSDT,ETHUSDT")
-    for symbol in symbols:
-        if not SYMBOL_PATTERN.match(symbol):
-            raise ConfigError(name, raw, f"symbol {symbol!r} must be 2-20 letters or digits, e.g. BTCUSDT")
+    symbols = tuple(parse_symbol(name, part) for part in parts)
     if len(set(symbols)) != len(symbols):
         raise ConfigError(name, raw, "each symbol at most once")
     return symbols
@@ -152,9 +158,18 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
         parsed.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
     except ValueError:
         raise ConfigError(name, redact_url(value), "the port must be a number from 0 to 65535") from None
-    if parsed.scheme not in schemes or not parsed.hostname:
+    located = parsed.path if parsed.scheme == "unix" else parsed.hostname  # unix:///run/redis.sock
+    if parsed.scheme not in schemes or not located:
         raise ConfigError(name, redact_url(value), "a URL with scheme " + " or ".join(schemes))
     return value.rstrip("/")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def parse_redis_url(name: str, raw: str) -> str:
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``); ``ConfigError`` naming ``name``."""
+    return _parse_url(name, raw, REDIS_SCHEMES)
 
 
 def _parse_secret(name: str, raw: str) -> str:
@@ -220,7 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "NT_HEARTBEAT_INTERVAL_MS", _int_in(50, 600_000), d.heartbeat_interval_ms
         ),
         log_level=_field(env, "NT_LOG_LEVEL", _choice_of(LOG_LEVELS), d.log_level),
-        redis_url=_field(env, "REDIS_URL", _url_with(("redis", "rediss", "unix")), d.redis_url),
+        redis_url=_field(env, "REDIS_URL", parse_redis_url, d.redis_url),
         binance_account=_field(env, "NT_BINANCE_ACCOUNT", _choice_of(ACCOUNTS), d.binance_account),
         binance_http_url=_field(env, "NT_BINANCE_HTTP_URL", _url_with(("http", "https")), d.binance_http_url),
         binance_ws_url=_field(env, "NT_BINANCE_WS_URL", _url_with(("ws", "wss")), d.binance_ws_url),
@@ -262,7 +277,7 @@ def load_dagster_settings(environ: Mapping[str, str] | None = None) -> DagsterSe
     env = os.environ if environ is None else environ
     d = DagsterSettings()
     return DagsterSettings(
-        redis_url=_field(env, "REDIS_URL", _url_with(("redis", "rediss", "unix")), d.redis_url),
+        redis_url=_field(env, "REDIS_URL", parse_redis_url, d.redis_url),
         symbols=_field(env, "SYMBOLS", _parse_symbols, d.symbols),
         expected_nodes=_field(env, "NT_EXPECTED_NODES", _parse_node_ids, d.expected_nodes),
         supervisor_url=_field(env, "NT_SUPERVISOR_URL", _url_with(("http", "https")), d.supervisor_url),

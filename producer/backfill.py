@@ -37,7 +37,7 @@ from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.objects import Money
 
 from ntplatform import archive
-from ntplatform.errors import RecordingError
+from ntplatform.errors import ConfigError, RecordingError
 from ntplatform.logs import EventLog
 from ntplatform.replay.exchange_info import default_http_dir
 from ntplatform.replay.recording import Recording, load_recordings
@@ -201,6 +201,25 @@ def backfill(
 
 # -- command line -------------------------------------------------------------------------------
 
+# The live ranges (NT_REPORT_PERIOD_MS, NT_SLOW_PERIOD_MS in ntplatform/settings.py), for the
+# CLI and the asset alike: below 10 ms or above the int64 nanoseconds NautilusTrader's timers
+# take, the engine fails deep inside (``'interval_ns' not a positive integer``).
+REPORT_PERIOD_MS = (10, 60_000)
+SLOW_PERIOD_MAX_MS = 3_600_000
+
+
+def period_problem(report_ms: int, slow_ms: int, report_name: str, slow_name: str) -> str | None:
+    """What is wrong with the two cycle periods (named as the caller's user knows them), if anything."""
+    low, high = REPORT_PERIOD_MS
+    if not low <= report_ms <= high:
+        return f"{report_name} {report_ms}: must be from {low} to {high} (ms)"
+    if slow_ms != 0 and not report_ms <= slow_ms <= SLOW_PERIOD_MAX_MS:
+        return (
+            f"{slow_name} {slow_ms}: must be 0 (off) or from {report_name} ({report_ms}) "
+            f"to {SLOW_PERIOD_MAX_MS} (ms)"
+        )
+    return None
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING", help="*.gz files or folders")
@@ -228,16 +247,23 @@ def _bar(done: int, total: int) -> None:
     )
 
 
+def _input_problem(args: argparse.Namespace) -> str | None:
+    problem = period_problem(
+        args.report_period_ms, args.slow_period_ms, "--report-period-ms", "--slow-period-ms"
+    )
+    if problem:
+        return problem
+    try:  # before the replay, which can take minutes: its reports would have nowhere to go
+        archive.check_root(args.out, "--out")
+    except ConfigError as error:
+        return f"--out {error.value}: {error.allowed}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    if (
-        args.report_period_ms < 10
-        or args.slow_period_ms < 0
-        or (args.slow_period_ms and args.slow_period_ms < args.report_period_ms)
-    ):
-        print(
-            "ntplatform backfill: --report-period-ms must be >= 10 and --slow-period-ms 0 or >= it",
-            file=sys.stderr,
-        )
+    problem = _input_problem(args)
+    if problem:
+        print(f"ntplatform backfill: {problem}", file=sys.stderr)
         return 2
     try:
         recordings = load_recordings(args.recordings)

@@ -4,6 +4,7 @@ against a second method: DuckDB SQL over the same Parquet files, and numpy's per
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ from assets.resources import ArchiveStorageResource
 from ntplatform.replay.recording import load_recordings
 from producer.backfill import BackfillSettings, backfill
 from tests.conftest import SHARED_DATA
+from tests.integration.dagster_runs import failure_description
 
 pytestmark = pytest.mark.integration
 PARTITION = "2024-08-08-23:00"  # the recordings were made from 23:54 to midnight UTC
@@ -30,13 +32,18 @@ def archive_root(tmp_path_factory) -> Path:
     return root
 
 
-def test_analysis_numbers_agree_with_duckdb_and_the_plot_is_attached(archive_root: Path) -> None:
-    result = dg.materialize(
+def _analyse(root: Path | str, partition: str = PARTITION, gap_ms: int = GAP_MS) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
         [report_analysis],
-        partition_key=PARTITION,
-        resources={"archive_storage": ArchiveStorageResource(root=str(archive_root))},
-        run_config={"ops": {"report_analysis": {"config": {"gap_ms": GAP_MS}}}},
+        partition_key=partition,
+        resources={"archive_storage": ArchiveStorageResource(root=str(root))},
+        run_config={"ops": {"report_analysis": {"config": {"gap_ms": gap_ms}}}},
+        raise_on_error=False,
     )
+
+
+def test_analysis_numbers_agree_with_duckdb_and_the_plot_is_attached(archive_root: Path) -> None:
+    result = _analyse(archive_root)
     assert result.success
     (materialization,) = result.asset_materializations_for_node("report_analysis")
     metadata = materialization.metadata
@@ -78,3 +85,42 @@ def test_analysis_numbers_agree_with_duckdb_and_the_plot_is_attached(archive_roo
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert Path(metadata["plot_path"].value).read_bytes() == png
     assert Path(metadata["summary_path"].value).exists()
+    assert metadata["unarchived_symbols"].value == []
+
+
+def test_analysis_of_an_hour_that_was_never_archived_fails_and_writes_nothing(archive_root: Path) -> None:
+    result = _analyse(archive_root, "2024-08-08-21:00")  # BTCUSDT and ETHUSDT are archived, not this hour
+    assert failure_description(result) == (
+        f"hour 2024-08-08-21:00 is not archived under NT_ARCHIVE_DIR={archive_root}: "
+        "materialise report_archive for it first"
+    )
+    assert not (archive_root / "_analysis" / "date=2024-08-08" / "hour=21").exists()
+
+
+def test_analysis_leaves_out_symbols_not_archived_in_the_hour(archive_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    shutil.copytree(archive_root / "symbol=BTCUSDT", root / "symbol=BTCUSDT")
+    (root / "symbol=SOLUSDT" / "date=2024-08-07" / "hour=10").mkdir(parents=True)  # another hour only
+    result = _analyse(root)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("report_analysis")
+    assert set(materialization.metadata["per_symbol"].value) == {"BTCUSDT"}
+    assert materialization.metadata["unarchived_symbols"].value == ["SOLUSDT"]
+
+
+def test_analysis_of_an_archive_dir_that_is_a_file_fails_naming_nt_archive_dir(tmp_path: Path) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_bytes(b"kept")
+    assert failure_description(_analyse(afile)) == (
+        f"invalid configuration: NT_ARCHIVE_DIR='{afile}': it is a file ({afile}); a folder is needed"
+    )
+    assert failure_description(_analyse("ftp://x/y")).startswith(
+        "invalid configuration: NT_ARCHIVE_DIR='ftp://x/y': scheme ftp:// is not supported"
+    )
+
+
+@pytest.mark.parametrize("gap_ms", [0, -5, 3_600_001])
+def test_analysis_gap_threshold_out_of_range_fails_in_one_line(archive_root: Path, gap_ms: int) -> None:
+    assert failure_description(_analyse(archive_root, gap_ms=gap_ms)) == (
+        f"report_analysis config gap_ms={gap_ms}: must be an integer from 1 to 3600000"
+    )

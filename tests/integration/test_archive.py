@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from assets.resources import ArchiveStorageResource, RedisResource
 from ntplatform import keys
 from tests.archive_samples import HOUR_START_MS, PARTITION_KEY, sample_report
 from tests.conftest import RedisProcess
+from tests.integration.dagster_runs import failure_description
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000
@@ -30,7 +32,7 @@ def _xadd(server: RedisProcess, symbol: str, entries: list[tuple[int, dict[str, 
 
 
 def _materialize(
-    server: RedisProcess, root: Path, partition: str = PARTITION_KEY, **config: Any
+    server: RedisProcess, root: Path | str, partition: str = PARTITION_KEY, **config: Any
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [report_archive],
@@ -40,6 +42,7 @@ def _materialize(
             "archive_storage": ArchiveStorageResource(root=str(root)),
         },
         run_config={"ops": {"report_archive": {"config": config}}} if config else None,
+        raise_on_error=False,
     )
 
 
@@ -90,14 +93,84 @@ def test_archive_writes_exactly_the_hour_and_is_idempotent(
 
 
 def test_configured_symbols_limit_the_run_and_missing_streams_give_empty_files(
-    redis_server: RedisProcess, tmp_path: Path
+    redis_server: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SYMBOLS", "BTCUSDT,SOLUSDT")  # SOLUSDT is the fleet's: "archived, nothing there"
     _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + 1, sample_report(1))])
     result = _materialize(redis_server, tmp_path, symbols=["solusdt"])
     assert result.success
     assert _check(result).passed
     assert pq.read_table(tmp_path / "symbol=SOLUSDT" / PART).num_rows == 0
     assert not (tmp_path / "symbol=BTCUSDT").exists()
+
+
+def test_configured_symbol_unknown_to_redis_and_symbols_is_skipped_with_a_warning(
+    redis_server: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYMBOLS", "BTCUSDT")
+    _xadd(redis_server, "ETHUSDT", [(HOUR_START_MS + 1, sample_report(1, symbol="ETHUSDT"))])
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [report_archive],
+        partition_key=PARTITION_KEY,
+        instance=instance,
+        resources={
+            "redis_db": RedisResource(url=redis_server.url),
+            "archive_storage": ArchiveStorageResource(root=str(tmp_path)),
+        },
+        run_config={"ops": {"report_archive": {"config": {"symbols": ["btcusd", "ethusdt"]}}}},
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("report_archive")
+    assert materialization.metadata["skipped_symbols"].value == ["BTCUSD"]
+    assert materialization.metadata["rows_per_symbol"].value == {"ETHUSDT": 1}  # not in SYMBOLS, has a stream
+    assert not (tmp_path / "symbol=BTCUSD").exists()
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert any(m.startswith("BTCUSD: no report:stream:BTCUSD in Redis and not in SYMBOLS") for m in warnings)
+
+
+@pytest.mark.parametrize("symbol", ["nope!!", "", "B", "BTC/USDT", "A" * 21])
+def test_malformed_configured_symbol_fails_in_one_line_and_writes_nothing(
+    redis_server: RedisProcess, tmp_path: Path, symbol: str
+) -> None:
+    result = _materialize(redis_server, tmp_path, symbols=["BTCUSDT", symbol])
+    assert failure_description(result) == (
+        f"report_archive config symbols: {symbol!r}: symbol {symbol.upper()!r} must be 2-20 letters or "
+        "digits, e.g. BTCUSDT"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("page_size", [0, -1, 100_001])
+def test_page_size_out_of_range_fails_in_one_line(
+    redis_server: RedisProcess, tmp_path: Path, page_size: int
+) -> None:
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + 1, sample_report(1))])
+    result = _materialize(redis_server, tmp_path, page_size=page_size)
+    assert failure_description(result) == (
+        f"report_archive config page_size={page_size}: must be an integer from 1 to 100000"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_archive_dir_that_cannot_hold_the_archive_fails_naming_nt_archive_dir(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + 1, sample_report(1))])
+    afile = tmp_path / "a-file"
+    afile.write_bytes(b"kept")
+    expected = {
+        "/proc/nope": "invalid configuration: NT_ARCHIVE_DIR='/proc/nope': cannot create the folder "
+        "(No such file or directory)",
+        str(afile): f"invalid configuration: NT_ARCHIVE_DIR='{afile}': it is a file ({afile}); "
+        "a folder is needed",
+        "ftp://x/y": "invalid configuration: NT_ARCHIVE_DIR='ftp://x/y': scheme ftp:// is not supported; "
+        "use a local folder, file:///absolute/path, or a URI such as s3://bucket/prefix "
+        "(also gs, abfs, hdfs)",
+    }
+    for root, message in expected.items():
+        assert failure_description(_materialize(redis_server, root)) == message
+    assert afile.read_bytes() == b"kept"
 
 
 def test_trimmed_stream_fails_the_check_and_counts_the_loss(

@@ -23,6 +23,7 @@ from ntplatform.archive import ARCHIVE_SCHEMA
 from ntplatform.replay.recording import load_recordings
 from producer.backfill import BackfillSettings, backfill
 from tests.conftest import PYTHON, SHARED_DATA, python_env
+from tests.integration.dagster_runs import failure_description
 from tests.integration.recordings import book_tickers
 
 pytestmark = pytest.mark.integration
@@ -135,6 +136,81 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
     assert "nope.gz" in missing.stderr
     assert "no such file" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("out", ["/proc/nope", "a-file", "ftp://x/y"])
+def test_cli_refuses_an_out_it_cannot_write_before_the_replay_starts(tmp_path: Path, out: str) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_bytes(b"kept")
+    if out == "a-file":
+        out = str(afile)
+    refused = subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "backfill", str(USDM), "--out", out],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    expected = {
+        "/proc/nope": "cannot create the folder (No such file or directory)",
+        str(afile): f"it is a file ({afile}); a folder is needed",
+        "ftp://x/y": "scheme ftp:// is not supported; use a local folder, file:///absolute/path, "
+        "or a URI such as s3://bucket/prefix (also gs, abfs, hdfs)",
+    }
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [f"ntplatform backfill: --out {out}: {expected[out]}"]  # no replay
+    assert refused.stdout == ""
+    assert afile.read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize(
+    ("periods", "says"),
+    [
+        ({"report_period_ms": 0}, "report_period_ms 0: must be from 10 to 60000 (ms)"),
+        ({"report_period_ms": 60_001}, "report_period_ms 60001: must be from 10 to 60000 (ms)"),
+        (
+            {"slow_period_ms": 100},
+            "slow_period_ms 100: must be 0 (off) or from report_period_ms (250) to 3600000 (ms)",
+        ),
+        (
+            {"slow_period_ms": -1},
+            "slow_period_ms -1: must be 0 (off) or from report_period_ms (250) to 3600000 (ms)",
+        ),
+    ],
+)
+def test_dagster_backfill_asset_refuses_periods_out_of_range_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, periods: dict[str, int], says: str
+) -> None:
+    import dagster as dg
+
+    from assets.backfill import report_backfill
+
+    monkeypatch.setenv("NT_BACKFILL_DIR", str(tmp_path / "out"))
+    result = dg.materialize(
+        [report_backfill],
+        partition_key="spot/ethusdt_20240808",
+        run_config={"ops": {"report_backfill": {"config": periods}}},
+        raise_on_error=False,
+    )
+    assert failure_description(result) == f"report_backfill config {says}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_dagster_backfill_asset_refuses_a_backfill_dir_that_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from assets.backfill import report_backfill
+
+    afile = tmp_path / "a-file"
+    afile.write_bytes(b"kept")
+    monkeypatch.setenv("NT_BACKFILL_DIR", str(afile))
+    result = dg.materialize([report_backfill], partition_key="spot/ethusdt_20240808", raise_on_error=False)
+    assert failure_description(result) == (
+        f"invalid configuration: NT_BACKFILL_DIR='{afile}': it is a file ({afile}); a folder is needed"
+    )
+    assert afile.read_bytes() == b"kept"
 
 
 def test_dagster_backfill_asset_over_recording_partitions(

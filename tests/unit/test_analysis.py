@@ -78,3 +78,9 @@ def test_percentile_nearest_rank():
     assert percentile([7.0], 99) == 7.0
     assert percentile(list(range(1, 101)), 95) == 95.0
     assert percentile(list(range(1, 101)), 95.5) == 96.0
+
+
+@pytest.mark.parametrize("gap_ms", [0, -5])
+def test_a_gap_threshold_that_is_not_above_zero_is_refused(gap_ms: int) -> None:
+    with pytest.raises(ValueError, match=rf"gap_ms {gap_ms}: must be above 0"):
+        find_gaps([0, 100], 0, 10_000, gap_ms=gap_ms)

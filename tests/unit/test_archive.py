@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ntplatform import archive
+from ntplatform.errors import ConfigError
 from tests.archive_samples import HOUR_START_MS, sample_report
 
 HOUR = datetime(2026, 12, 3, 14, tzinfo=UTC)
@@ -136,3 +137,46 @@ def test_completeness_counts_seq_holes() -> None:
     unknown = archive.completeness([40, 41], trimmed_into_window=True, previous_last_seq=None)
     assert unknown.unverified
     assert "up to 39 earlier reports may be lost" in unknown.description
+
+
+@pytest.mark.parametrize(
+    ("root", "says"),
+    [
+        ("/proc/nope", "cannot create the folder (No such file or directory)"),
+        ("file:///proc/nope", "cannot create the folder (No such file or directory)"),
+        ("ftp://x/y", "scheme ftp:// is not supported; use a local folder, file:///absolute/path"),
+        ("file://host/x", "cannot open it (Unsupported hostname"),
+    ],
+)
+def test_check_root_that_cannot_hold_an_archive_names_the_setting_in_one_line(root: str, says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        archive.check_root(root)
+    message = str(raised.value)
+    assert message.startswith(f"invalid configuration: NT_ARCHIVE_DIR={root!r}: ")
+    assert says in message
+    assert "\n" not in message
+
+
+def test_check_root_on_a_file_refuses_it_and_leaves_it_alone(tmp_path: Path) -> None:
+    afile = tmp_path / "archive"
+    afile.write_bytes(b"kept")
+    for root in (str(afile), afile.as_uri()):
+        with pytest.raises(ConfigError, match=r"NT_ARCHIVE_DIR=.*: it is a file \(.*\); a folder is needed"):
+            archive.check_root(root, create=False)
+    with pytest.raises(ConfigError, match="--out="):
+        archive.check_root(str(afile), "--out")
+    assert afile.read_bytes() == b"kept"
+
+
+def test_check_root_creates_a_missing_local_folder_only_when_asked(tmp_path: Path) -> None:
+    archive.check_root(str(tmp_path / "later"), create=False)
+    assert not (tmp_path / "later").exists()
+    archive.check_root(str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_every_archive_operation_on_an_unsupported_uri_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"NT_ARCHIVE_DIR='ftp://x/y': scheme ftp:// is not supported"):
+        archive.archived_symbols("ftp://x/y")
+    with pytest.raises(ConfigError, match=r"NT_ARCHIVE_DIR='ftp://x/y'"):
+        archive.read_partition("ftp://x/y", "BTCUSDT", HOUR)

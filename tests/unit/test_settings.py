@@ -138,3 +138,12 @@ def test_dagster_settings_bad_value_is_one_line_naming_it(variable, value, expec
     assert message.startswith(f"invalid configuration: {variable}=")
     assert expected in message
     assert "\n" not in message
+
+
+def test_redis_url_may_be_a_unix_socket_but_needs_its_path():
+    assert (
+        load_settings({"REDIS_URL": "unix:///run/redis/redis.sock"}).redis_url
+        == "unix:///run/redis/redis.sock"
+    )
+    with pytest.raises(ConfigError, match="REDIS_URL='unix://': a URL with scheme redis or rediss or unix"):
+        load_settings({"REDIS_URL": "unix://"})
