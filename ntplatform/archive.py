@@ -291,25 +291,38 @@ def completeness(
     """Count reports lost from one symbol-hour.
 
     ``seq`` increases by one per report of a symbol across writers, so a hole between
-    consecutive archived rows (``seqs`` in stream order) is that many lost reports; a ``seq``
-    that goes back (a writer that could not see the last report, ``NT_ENABLE_KV_REPORTS=0``)
-    counts nothing. At the window start a hole counts
+    consecutive archived rows (``seqs`` in stream order) is that many lost reports. A ``seq``
+    that does not rise (Redis lost its data and no writer remembered the symbol's seq) hides
+    how many reports were lost between the two rows: the hour is then ``unverified``. At the
+    window start a hole counts
     only when the stream was trimmed past the window start before archiving
     (``trimmed_into_window``); it is measured from the previous hour's last archived ``seq``,
     or from 0 when the first archived report is the stream's first (``seq`` 1).
     """
     ordered = list(seqs)
     inside = sum(max(0, b - a - 1) for a, b in itertools.pairwise(ordered))
+    back = [(a, b) for a, b in itertools.pairwise(ordered) if b <= a]
     at_start = 0
-    unverified = False
+    unverified = bool(back)
     if trimmed_into_window and ordered:
         if previous_last_seq is not None:
             at_start = max(0, ordered[0] - previous_last_seq - 1)
         elif ordered[0] > 1:
             unverified = True
     lost = inside + at_start
+    texts = []
     if lost:
-        text = f"{lost} reports lost before archiving ({at_start} at the window start, {inside} inside)"
+        texts.append(
+            f"{lost} reports lost before archiving ({at_start} at the window start, {inside} inside)"
+        )
+    if back:
+        (first_from, first_to), times = back[0], "time" if len(back) == 1 else "times"
+        texts.append(
+            f"seq went back {len(back)} {times} (first from {first_from} to {first_to}): Redis lost "
+            "its data, so reports written before that may be lost and cannot be counted"
+        )
+    if texts:
+        text = "; ".join(texts)
     elif unverified:
         text = (
             f"stream trimmed past the window start before archiving; first archived seq {ordered[0]} "

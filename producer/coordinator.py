@@ -72,6 +72,7 @@ class Coordinator:
         # Told every fencing token seen in a peer's heartbeat, so tokens keep rising even
         # if Redis loses its data and another node acquires next.
         self.observe_token: Callable[[str, int], None] = lambda symbol, token: None
+        self.observe_seq: Callable[[str, int], None] = lambda symbol, seq: None  # likewise report seqs
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -96,14 +97,15 @@ class Coordinator:
 
     # -- each publisher-loop iteration ---------------------------------------------------------
 
-    def tick(self, tokens: dict[str, int], acquired_at: dict[str, float]) -> None:
-        """Heartbeat, read the fleet and rebalance when due; ``tokens`` are the leases held."""
+    def tick(self, tokens: dict[str, int], acquired_at: dict[str, float], seqs: dict[str, int]) -> None:
+        """Heartbeat, read the fleet and rebalance when due; ``tokens`` are the leases held,
+        ``seqs`` the last report seq written per symbol."""
         now = time.monotonic()
         held = sorted(tokens)
         reason = self._peer_announcement()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self._settings.heartbeat_interval_ms / 1000
-            self._heartbeat(tokens)
+            self._heartbeat(tokens, seqs)
             if self._scan_members():
                 reason = reason or "membership_changed"
         if not self._settings.enable_multi_instance:
@@ -134,7 +136,7 @@ class Coordinator:
                 self._next_heartbeat = 0.0  # read membership now
         return reason
 
-    def _heartbeat(self, tokens: dict[str, int]) -> None:
+    def _heartbeat(self, tokens: dict[str, int], seqs: dict[str, int]) -> None:
         s = self._settings
         host, pid, started_ms = self._instance
         payload = {
@@ -145,6 +147,7 @@ class Coordinator:
             "wall_ms": self._wall_ms(),
             "owned_symbols": sorted(tokens),
             "fencing_tokens": tokens,
+            "report_seqs": {symbol: seqs[symbol] for symbol in sorted(tokens) if symbol in seqs},
             "config_fingerprint": s.coordination_fingerprint(),
             "lease_ttl_ms": s.lease_ttl_ms,
             "min_hold_ms": s.min_hold_ms,
@@ -203,6 +206,8 @@ class Coordinator:
                 peers[body["node_id"]] = body
                 for symbol, token in (body.get("fencing_tokens") or {}).items():
                     self.observe_token(str(symbol), int(token))
+                for symbol, seq in (body.get("report_seqs") or {}).items():
+                    self.observe_seq(str(symbol), int(seq))
         if self._settings.node_id not in live:
             live.append(self._settings.node_id)
         live.sort()

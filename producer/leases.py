@@ -38,6 +38,7 @@ class LeaseKeeper:
         self.seq: dict[str, int] = {}
         self.acquired_at: dict[str, float] = {}  # monotonic seconds
         self._highest_token: dict[str, int] = {}
+        self._highest_seq: dict[str, int] = {}  # report seqs seen in peers' heartbeats
         self._next_renew = 0.0
 
     def held(self) -> list[str]:
@@ -51,6 +52,11 @@ class LeaseKeeper:
         """Remember a token seen elsewhere (a peer's heartbeat) as a floor for ours."""
         if token > self._highest_token.get(symbol, 0):
             self._highest_token[symbol] = token
+
+    def observe_seq(self, symbol: str, seq: int) -> None:
+        """Remember a report seq seen elsewhere (a peer's heartbeat) as a floor for ours."""
+        if seq > self._highest_seq.get(symbol, 0):
+            self._highest_seq[symbol] = seq
 
     def try_acquire(self, symbol: str) -> bool:
         token = int(
@@ -68,13 +74,19 @@ class LeaseKeeper:
         self.tokens[symbol] = token
         self._highest_token[symbol] = token
         self.acquired_at[symbol] = time.monotonic()
-        self.seq[symbol] = self._last_seq(symbol)
+        # Redis's last report, else what this node wrote or saw a peer write: after Redis lost
+        # its data seq goes on rising, and the archive can still count holes by it.
+        floors = (self._last_seq(symbol), self.seq.get(symbol, 0), self._highest_seq.get(symbol, 0))
+        self.seq[symbol] = max(floors)
         self._log.info("symbol_acquired", symbol=symbol, fencing_token=token)
         return True
 
     def _last_seq(self, symbol: str) -> int:
-        """Continue the symbol's ``seq`` from the last report any writer left."""
+        """The ``seq`` of the last report any writer left: ``report:{SYMBOL}``, else its stream's newest."""
         raw = self._client.get(keys.report_key(symbol))
+        if raw is None:  # NT_ENABLE_KV_REPORTS=0: the stream has it
+            newest = self._client.xrevrange(keys.stream_key(symbol), count=1)
+            raw = (newest[0][1] or {}).get(b"report") if newest else None
         if raw is None:
             return 0
         try:

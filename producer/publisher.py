@@ -53,6 +53,7 @@ class ReportPublisher:
         self.leases = LeaseKeeper(self._client, settings, metrics, log)
         self.coordinator = Coordinator(self._client, settings, metrics, state, log, self._wall_ms)
         self.coordinator.observe_token = self.leases.observe
+        self.coordinator.observe_seq = self.leases.observe_seq
         self._available: set[str] = set(settings.symbols)
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = threading.Condition()
@@ -140,7 +141,7 @@ class ReportPublisher:
             return
         if not self._connected:
             self._reconnect()
-        self.coordinator.tick(self.leases.tokens, self.leases.acquired_at)
+        self.coordinator.tick(self.leases.tokens, self.leases.acquired_at, self.leases.seq)
         self._follow_target()
         self._write_batch(batch)
 

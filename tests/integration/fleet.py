@@ -81,6 +81,13 @@ class Fleet:
         loads = [list(owners.values()).count(n) for n in node_ids]
         return max(loads) - min(loads) <= 1
 
+    def heartbeats(self) -> dict[str, dict]:
+        """Each live node's heartbeat (``nt:node:{NODE_ID}``), parsed."""
+        return {
+            key.decode().removeprefix("nt:node:"): json.loads(self.client.get(key) or b"{}")
+            for key in self.client.keys("nt:node:*")
+        }
+
     def stream(self, symbol: str) -> list[tuple[float, dict]]:
         """(Redis receive time in s, report) for every entry of a symbol's stream."""
         entries = self.client.xrange(f"report:stream:{symbol}")

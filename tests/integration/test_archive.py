@@ -202,6 +202,29 @@ def test_rerun_after_trimming_keeps_rows_archived_before(redis_server: RedisProc
     assert table.column("seq").to_pylist() == list(range(1, 11))
 
 
+def test_redis_losing_its_data_after_archiving_keeps_the_rows_and_fails_the_check(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    """Archived, then Redis restarts empty and a writer with no memory starts again at seq 1."""
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + i, sample_report(1 + i)) for i in range(10)])
+    assert _check(_materialize(redis_server, tmp_path)).passed
+    redis_server.client().flushall()  # reports 11.. written after the archive run are gone too
+    _xadd(redis_server, "BTCUSDT", [(HOUR_START_MS + 60_000 + i, sample_report(1 + i)) for i in range(5)])
+
+    result = _materialize(redis_server, tmp_path)
+    assert result.success
+    check = _check(result)
+    assert not check.passed
+    assert "BTCUSDT: seq went back 1 time (first from 10 to 1): Redis lost its data" in (
+        check.description or ""
+    )
+    table = pq.read_table(tmp_path / "symbol=BTCUSDT" / PART)
+    assert table.column("seq").to_pylist() == [*range(1, 11), *range(1, 6)]  # nothing archived is lost
+    assert table.column("stream_id").to_pylist() == sorted(
+        table.column("stream_id").to_pylist(), key=lambda i: tuple(map(int, i.split("-")))
+    )
+
+
 def test_ahead_of_trim_sensor_requests_unarchived_hours_and_at_risk_streams(
     redis_server: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -101,6 +101,16 @@ def test_skewed_clock_and_a_fourth_node_move_little_and_never_double_write(fleet
 def test_redis_restart_rebuilds_heartbeats_and_leases_without_double_writers(fleet, redis_server, tmp_path):
     _start_three(fleet)
     port = redis_server.port
+    # The owners' report seqs as their heartbeats announce them; once every node has heartbeated
+    # (and so read its peers') twice more, each knows at least these.
+    beats = fleet.heartbeats()
+    announced = {s: seq for beat in beats.values() for s, seq in beat["report_seqs"].items()}
+    assert sorted(announced) == list(SYMBOLS), beats
+    wait_for(
+        lambda: all(b.get("wall_ms", 0) >= beats[n]["wall_ms"] + 2000 for n, b in fleet.heartbeats().items()),
+        30,
+        "every node to heartbeat twice more",
+    )
     redis_server.stop()
     replacement = RedisProcess(tmp_path, port=port)
     replacement.start()
@@ -113,6 +123,10 @@ def test_redis_restart_rebuilds_heartbeats_and_leases_without_double_writers(fle
         # Tokens never go back to 1: each node acquires above the highest token it had seen.
         tokens = {s: int(fleet.client.get(f"report:writer:token:{s}")) for s in SYMBOLS}
         assert all(token >= 2 for token in tokens.values()), tokens
+        # Nor do report seqs start again at 1: writers go on from their own last seq and the ones
+        # their peers announced, so a symbol that changed owner goes back at most a heartbeat's worth.
+        seq_after = {s: min(r["seq"] for _, r in fleet.stream(s)) for s in SYMBOLS}
+        assert all(seq_after[s] > announced[s] for s in SYMBOLS), (announced, seq_after)
     finally:
         replacement.stop()
 

@@ -123,8 +123,15 @@ def test_completeness_counts_seq_holes() -> None:
     assert archive.completeness([1, 2, 3], trimmed_into_window=False, previous_last_seq=None).lost == 0
     inside = archive.completeness([5, 6, 9], trimmed_into_window=False, previous_last_seq=None)
     assert inside.lost == 2
-    restarted = archive.completeness([7, 8, 1, 2], trimmed_into_window=False, previous_last_seq=None)
-    assert restarted.lost == 0
+    restarted = archive.completeness([7, 8, 1, 2, 4], trimmed_into_window=False, previous_last_seq=None)
+    assert (restarted.lost, restarted.unverified) == (1, True)  # 3 is missing; before 1, unknown
+    assert restarted.description == (
+        "1 reports lost before archiving (0 at the window start, 1 inside); seq went back 1 time "
+        "(first from 8 to 1): Redis lost its data, so reports written before that may be lost and "
+        "cannot be counted"
+    )
+    repeated = archive.completeness([5, 5], trimmed_into_window=False, previous_last_seq=None)
+    assert repeated.unverified
     assert "2 reports lost" in inside.description
     at_start = archive.completeness([8, 9], trimmed_into_window=True, previous_last_seq=3)
     assert at_start.lost == 4
