@@ -33,7 +33,7 @@ from ntplatform.probes import (
     wait_until,
 )
 from ntplatform.settings import DEFAULT_REPLAY_PATH, redact_url
-from ntplatform.up_arguments import check_arguments
+from ntplatform.up_arguments import check_arguments, check_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ERROR_EXIT = 2  # a child that exits 2 was misconfigured: restarting cannot help
@@ -360,7 +360,7 @@ class Supervisor:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = check_arguments(args)
+    problem = check_arguments(args) or check_settings(args, os.environ)
     if problem:
         print(f"ntplatform up: {problem}", file=sys.stderr)
         return 2

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from ntplatform import dagster_processes, supervisor_api
+from ntplatform.errors import ConfigError
+from ntplatform.settings import load_dagster_settings, load_settings
 
 REPLAY_PORT = 8790
 
@@ -61,4 +64,24 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return f"--control-port {args.control_port}: must be from 0 (off) to 65535"
     if not (math.isfinite(args.speed) and 0 < args.speed <= 1000):
         return f"--speed {args.speed}: must be a number above 0 and at most 1000"
+    return None
+
+
+def check_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The producers' (and Dagster's) settings as ``up`` would pass them: the first bad one, or None.
+
+    Checked before anything starts, so a typo is one line instead of a Redis, an exchange and
+    a crash-looping producer. What ``up`` sets itself (node ids, ports, the replay exchange's
+    URLs) is filled in as ``up`` would.
+    """
+    env = {**environ, "NT_NODE_ID": "producer-node-001", "NT_METRICS_PORT": str(args.metrics_base_port + 1)}
+    if not args.live:  # replaying: up points the producers at its own exchange
+        env["NT_BINANCE_HTTP_URL"] = f"http://127.0.0.1:{args.exchange_port}"
+        env["NT_BINANCE_WS_URL"] = f"ws://127.0.0.1:{args.exchange_port}"
+    try:
+        load_settings(env)
+        if not args.no_dagster:
+            load_dagster_settings(env)
+    except ConfigError as error:
+        return str(error)
     return None

@@ -124,7 +124,6 @@ def _check_spec_metrics(port: int) -> None:
 @pytest.mark.parametrize(
     ("setting", "says"),
     [
-        ({"NT_LEASE_TTL_MS": "100"}, "NT_LEASE_TTL_MS=100: must exceed NT_REPORT_PERIOD_MS"),
         # Valid, but the exchange lists none of them: the producer exits 2 after connecting.
         ({"SYMBOLS": "DOGEUSDT"}, '"event":"symbols_not_listed"'),
     ],
@@ -142,22 +141,30 @@ def test_up_stops_when_a_producer_is_misconfigured(processes, tmp_path, setting,
 
 
 @pytest.mark.parametrize(
-    ("argument", "expected"),
+    ("argument", "setting", "expected"),
     [
-        ("--speed=inf", "--speed inf: must be a number above 0"),
-        ("--exchange-port=99999", "from 1 to 65535"),
-        ("--dagster-port=0", "--dagster-port 0: must be from 1 to 65535"),
+        ("--speed=inf", {}, "--speed inf: must be a number above 0"),
+        ("--exchange-port=99999", {}, "from 1 to 65535"),
+        ("--dagster-port=0", {}, "--dagster-port 0: must be from 1 to 65535"),
+        # The producers' and Dagster's settings are checked before anything starts, too.
+        ("--nodes=2", {"NT_LEASE_TTL_MS": "100"}, "NT_LEASE_TTL_MS=100: must exceed NT_REPORT_PERIOD_MS"),
+        ("--nodes=2", {"NT_REPORT_PERIOD_MS": "fast"}, "NT_REPORT_PERIOD_MS='fast': an integer >= 10"),
+        ("--nodes=2", {"NT_EXPECTED_NODES": "a/b"}, "NT_EXPECTED_NODES='a/b': 1-64 letters, digits"),
     ],
 )
-def test_up_bad_argument_exits_2_before_starting_anything(argument, expected):
+def test_up_bad_argument_or_setting_exits_2_before_starting_anything(argument, setting, expected):
     import subprocess
 
+    redis_port = free_port()
+    env = python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", **setting)
     result = subprocess.run(
-        [PYTHON, "-m", "ntplatform.cli", "up", argument], capture_output=True, text=True, timeout=60
+        [PYTHON, "-m", "ntplatform.cli", "up", argument], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""  # nothing logged: nothing was started
+    assert not _port_open(redis_port)
 
 
 def test_up_is_not_fooled_by_another_fleets_node_on_its_metrics_port(processes, tmp_path):
