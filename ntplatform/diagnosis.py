@@ -35,6 +35,7 @@ GUIDE_CLOCK_SKEW = f"2.A Clock Skew Between Nodes; {RUNBOOK}#lease-conflicts"
 GUIDE_CONFIG = f"2.C Incorrect Configuration; {RUNBOOK}#configuration-mismatch"
 GUIDE_HUNG = f"4.C Deadlock or Hung Process; {RUNBOOK}#producer-down"
 GUIDE_STALE = f"1. Market Data Stale; {RUNBOOK}#market-data-stale"
+GUIDE_RATE_LIMITED = f"7.A Exchange API Issues; {RUNBOOK}#market-data-stale"
 
 STALE_AFTER_MS = 5000  # MarketDataCritical: data older than this, or no report for this long
 
@@ -320,6 +321,24 @@ def _staleness(snapshot: FleetSnapshot) -> list[Finding]:
             detail = f"latest report (seq {report.seq}) carries market data {age} ms old"
         else:
             continue
+        limited = _rate_limited(snapshot, lease.holder, symbol)
+        if limited is not None:
+            found.append(
+                Finding(
+                    kind="symbol_rate_limited",
+                    subject=symbol,
+                    detail=f"{detail}: {lease.holder}'s order-book snapshot requests are refused by the "
+                    f"exchange's rate limit (HTTP 429/418, code -1003; {limited})",
+                    remediation="wait: the node backs off (10 s, up to a minute) and resyncs by itself; a "
+                    "resubscribe or restart only adds requests and prolongs the limit. If it recurs, "
+                    "restart less and spread the symbols over more IPs",
+                    guide=GUIDE_RATE_LIMITED,
+                    node=lease.holder,
+                    symbol=symbol,
+                    data={"data_age_ms": age, "silent_ms": silent_ms, "seq": report.seq},
+                )
+            )
+            continue
         found.append(
             Finding(
                 kind="symbol_stale",
@@ -334,6 +353,18 @@ def _staleness(snapshot: FleetSnapshot) -> list[Finding]:
             )
         )
     return found
+
+
+def _rate_limited(snapshot: FleetSnapshot, node: str, symbol: str) -> str | None:
+    """How the node's ``/health`` shows the symbol's snapshots rate-limited, or None if it does not."""
+    body = snapshot.health.get(node) or {}
+    follow = (body.get("symbols") or {}).get(symbol) or {}
+    if not follow.get("rate_limited"):
+        return None
+    retry_ms = follow.get("snapshot_retry_ms")
+    # The node's wall clock against Redis's: close enough to say roughly when.
+    due = "" if retry_ms is None else f", next in {max(0, int(retry_ms) - snapshot.redis_time_ms) // 1000} s"
+    return f"{follow.get('snapshot_failures', 0)} failed in a row{due}"
 
 
 def diagnose(

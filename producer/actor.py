@@ -257,7 +257,9 @@ class AnalyticsActor(Actor):
         tracker.book_applied(deltas.sequence, deltas.ts_event, deltas.ts_init, snapshot=snapshot)
         self.runtime.metrics.market_events.labels(symbol, "book").inc()
         if snapshot:
-            self.runtime.state.update_symbol(symbol, book_synced=True)
+            self.runtime.state.update_symbol(
+                symbol, book_synced=True, snapshot_failures=0, rate_limited=False, snapshot_retry_ms=None
+            )
             self.runtime.metrics.book_synced.labels(symbol).set(1)
 
     def on_trade_tick(self, tick: TradeTick) -> None:
@@ -276,6 +278,10 @@ class AnalyticsActor(Actor):
     def _on_book_status(self, message: dict[str, Any]) -> None:
         tracker = self._trackers.get(message.get("instrument_symbol", ""))
         if tracker is None or message.get("synced"):
+            return
+        if message.get("reason") == "snapshot_failed":  # still resyncing: shown in /health
+            fields = ("snapshot_failures", "rate_limited", "snapshot_retry_ms")
+            self.runtime.state.update_symbol(tracker.symbol, **{f: message[f] for f in fields})
             return
         tracker.lose_sync()
         self.runtime.state.update_symbol(tracker.symbol, book_synced=False)

@@ -158,8 +158,7 @@ class SequencedBookMixin:
     def _start_resync(self, instrument_id: InstrumentId, reason: str, **detail: Any) -> None:
         self._sequencer(instrument_id).reset()
         self._pending.setdefault(instrument_id, [])
-        status = {"instrument_symbol": instrument_id.symbol.value, "synced": False, "reason": reason}
-        self._msgbus.publish(book_status_topic(instrument_id), status)
+        self._publish_book_status(instrument_id, reason)
         observability.log.warning(
             "book_resync", symbol=binance_symbol(instrument_id), reason=reason, **detail
         )
@@ -169,6 +168,11 @@ class SequencedBookMixin:
         if instrument_id not in self._resync_tasks:
             task = self.create_task(self._order_book_snapshot_then_deltas(instrument_id))
             self._resync_tasks[instrument_id] = task
+
+    def _publish_book_status(self, instrument_id: InstrumentId, reason: str, **detail: Any) -> None:
+        """Tell the actor the book is not synced, and why (``detail``: a failed snapshot's)."""
+        status = {"instrument_symbol": instrument_id.symbol.value, "synced": False, "reason": reason}
+        self._msgbus.publish(book_status_topic(instrument_id), {**status, **detail})
 
     async def _order_book_snapshot_then_deltas(self, instrument_id: InstrumentId) -> None:
         self._pending.setdefault(instrument_id, [])
@@ -183,6 +187,13 @@ class SequencedBookMixin:
                 limited, requested = outcome
                 rate_limited = rate_limited + 1 if limited else 0
                 delay = snapshot_retry_delay_s(attempt, rate_limited, requested)
+                self._publish_book_status(
+                    instrument_id,
+                    "snapshot_failed",
+                    snapshot_failures=attempt + 1,
+                    rate_limited=limited,
+                    snapshot_retry_ms=self._clock.timestamp_ms() + round(delay * 1000),
+                )
                 if stuck(attempt, delay) and not told:
                     told = True
                     observability.log.error(

@@ -23,6 +23,11 @@ class SymbolState:
     data_age_ms: int | None = None
     last_publish_ms: int | None = None  # wall clock, for people
     last_publish_monotonic: float | None = None  # for comparisons, immune to clock changes
+    # Failed book-snapshot requests in a row since the book was last synced, whether the last
+    # one was refused by the exchange's rate limit, and when (wall ms) the next is due.
+    snapshot_failures: int = 0
+    rate_limited: bool = False
+    snapshot_retry_ms: int | None = None
 
 
 class NodeState:
@@ -85,6 +90,9 @@ class NodeState:
                     "data_age_ms": s.data_age_ms,
                     "last_publish_ms": s.last_publish_ms,
                     "stale": s.data_age_ms is not None and s.data_age_ms > STALE_AFTER_MS,
+                    "snapshot_failures": s.snapshot_failures,
+                    "rate_limited": s.rate_limited,
+                    "snapshot_retry_ms": s.snapshot_retry_ms,
                 }
                 for name, s in sorted(self.symbols.items())
             }

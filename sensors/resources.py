@@ -3,11 +3,13 @@
 No ``from __future__ import annotations``: Dagster reads the field annotations at runtime.
 """
 
+import dataclasses
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
@@ -60,6 +62,12 @@ class FleetResource(dg.ConfigurableResource):
             reports=_read_reports(client, sorted(set(symbols) | set(leases))),
             health=health,
         )
+
+    def with_health(self, snapshot: FleetSnapshot, nodes: Iterable[str]) -> FleetSnapshot:
+        """The snapshot with the ``/health`` of those of ``nodes`` that heartbeat added."""
+        live = sorted(set(nodes) & set(snapshot.heartbeats))
+        health = {node: self.health(dict(snapshot.heartbeats[node])) for node in live}
+        return dataclasses.replace(snapshot, health={**snapshot.health, **health})
 
     def health(self, heartbeat: dict[str, Any]) -> dict[str, Any] | None:
         """The node's ``/health`` body (also when it answers 503), or None if unreachable."""

@@ -5,6 +5,8 @@ node carries market data older than 5 s, or no report was written for 5 s (Redis
 from the stream entry id). Confirmed on the next tick (``sensors.incidents``), then one
 ``resubscribe_symbol`` run per incident (``symbol_stale:{symbol}:{first_seen_redis_ms}``):
 the writer drops and renews the symbol's subscriptions and the run waits for fresh reports.
+A writer whose ``/health`` shows the symbol's book snapshots rate-limited by the exchange
+(``symbol_rate_limited``) is left to back off by itself: a resubscribe is one more request.
 Unowned symbols and leases of dead nodes are ``lease_conflict_sensor``'s.
 """
 
@@ -33,13 +35,27 @@ def evaluate(book: IncidentBook, snapshot: FleetSnapshot) -> tuple[list[dg.RunRe
 
 
 def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
+    limited = [
+        f"{f.symbol} stale but {f.node} is rate-limited by the exchange: not resubscribing (that adds "
+        "requests); the node retries by itself"
+        for f in diagnose(snapshot).of_kind("symbol_rate_limited")
+    ]
     fresh = [s for s in snapshot.all_symbols() if s in snapshot.reports]
-    return book.waiting() or f"{len(fresh)} symbols with reports, none stale"
+    waiting = book.waiting()
+    return (
+        "; ".join([*([waiting] if waiting else []), *limited])
+        or f"{len(fresh)} symbols with reports, none stale"
+    )
 
 
 @running_sensor(job=resubscribe_symbol)
 def market_data_staleness_sensor(
     context: dg.SensorEvaluationContext, fleet: FleetResource
 ) -> dg.SensorResult:
-    """A live writer's reports carry market data older than 5 s, or stopped coming."""
-    return incident_sensor_tick(context, fleet.snapshot_or_reason(), TRIGGER, evaluate, _skip_reason)
+    """A live writer's reports carry market data older than 5 s, or stopped coming; not while the
+    exchange rate-limits the writer's book snapshots (a resubscribe would ask for more)."""
+    snapshot, problem = fleet.snapshot_or_reason()
+    if snapshot is not None:  # the writers of stale symbols say in /health whether they are rate-limited
+        writers = [str(f.node) for f in diagnose(snapshot).of_kind("symbol_stale")]
+        snapshot = fleet.with_health(snapshot, writers)
+    return incident_sensor_tick(context, (snapshot, problem), TRIGGER, evaluate, _skip_reason)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +113,17 @@ class Rig:
                 for family in families
                 for sample in family.samples
             }
+
+    def followed(self) -> dict[str, Any]:
+        """The symbol's entry in the node's ``/health`` (503 while degraded: still a body)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/health", timeout=5
+            ) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            body = json.loads(error.read())
+        return dict(body["symbols"][SYMBOL])
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
@@ -281,6 +293,14 @@ def test_http_429_for_longer_backs_off_instead_of_hammering_the_exchange(rig, ti
     wait_for(lambda: rig.events("book_snapshot_failed", symbol=SYMBOL), 30, "book_snapshot_failed")
     limited_until_ms = time.time() * 1000 + 12_000
     resync = rig.events("book_resync", symbol=SYMBOL, reason="sequence_gap")[0]
+    # Meanwhile /health says why the book is not synced, for Dagster's diagnosis and the operator.
+    wait_for(lambda: rig.followed()["rate_limited"], 30, "/health to show the symbol rate-limited")
+    limited = rig.followed()
+    assert (limited["book_synced"], limited["snapshot_failures"]) == (False, 1)
+    failed_ms = (
+        datetime.fromisoformat(rig.events("book_snapshot_failed", symbol=SYMBOL)[0]["ts"]).timestamp() * 1000
+    )
+    assert 9_000 <= limited["snapshot_retry_ms"] - failed_ms <= 11_000  # the 10 s back-off
 
     def recovered() -> bool:
         assert rig.producer.process.poll() is None, f"producer exited:\n{rig.producer.output()[-3000:]}"
@@ -303,6 +323,12 @@ def test_http_429_for_longer_backs_off_instead_of_hammering_the_exchange(rig, ti
     assert synced["attempt"] == 3
     assert rig.metric("nt_book_snapshot_failures_total", symbol=SYMBOL, kind="rate_limited") == 2
     assert elapsed_s(second, synced) >= 20
+    followed = rig.followed()
+    assert (followed["book_synced"], followed["snapshot_failures"], followed["rate_limited"]) == (
+        True,
+        0,
+        False,
+    )
     assert "Traceback" not in rig.producer.output()
 
 

@@ -98,6 +98,36 @@ def test_staleness_sensor_writer_that_stopped_publishing(redis_server: RedisProc
     assert "although n1 holds the lease" in detail
 
 
+def test_staleness_sensor_leaves_a_rate_limited_writer_to_back_off(redis_server: RedisProcess) -> None:
+    """n2's /health (a real node HTTP server) shows ETHUSDT's snapshots refused by a 429."""
+    state = NodeState("n2", True)
+    state.update_symbol("ETHUSDT", book_synced=False, snapshot_failures=2, rate_limited=True)
+    server = NodeHttpServer("127.0.0.1", 0, ProducerMetrics(), state)
+    server.start()
+    try:
+        fleet = fleet_of(redis_server)
+        _fresh_fleet(redis_server)
+        heartbeat(redis_server, "n2", metrics_url=f"http://127.0.0.1:{server.port}")
+        _report(redis_server, "ETHUSDT", "n2", data_age_ms=40, written_ms=redis_ms(redis_server) - 9_000)
+        first = tick(market_data_staleness_sensor, fleet, None)
+        second = tick(market_data_staleness_sensor, fleet, first.cursor)
+        for result in (first, second):
+            assert not result.run_requests
+            assert result.skip_reason.skip_message == (
+                "ETHUSDT stale but n2 is rate-limited by the exchange: not resubscribing (that adds "
+                "requests); the node retries by itself"
+            )
+
+        state.update_symbol("ETHUSDT", rate_limited=False)  # the limit is over, the feed still silent
+        third = tick(market_data_staleness_sensor, fleet, second.cursor)
+        fourth = tick(market_data_staleness_sensor, fleet, third.cursor)
+        assert "symbol_stale:ETHUSDT" in third.skip_reason.skip_message
+        (request,) = fourth.run_requests
+        assert request.job_name == "resubscribe_symbol"
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def node_metrics() -> Iterator[dict[str, ProducerMetrics]]:
     """A real producer /metrics server per node; the test moves its counters."""

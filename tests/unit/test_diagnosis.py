@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ntplatform.diagnosis import FleetSnapshot, WriterLease, clock_skew_ms, diagnose
+from ntplatform.diagnosis import FleetSnapshot, LatestReport, WriterLease, clock_skew_ms, diagnose
 
 NOW = 1_796_322_401_200
 
@@ -138,6 +138,28 @@ def test_two_processes_with_one_node_id_are_named_from_health() -> None:
     assert [f.subject for f in result.of_kind("node_unhealthy")] == ["n2"]
 
 
+def test_silent_writer_is_stale_unless_its_health_shows_snapshots_rate_limited() -> None:
+    reports = {
+        "BTCUSDT": LatestReport("BTCUSDT", "n1", 41, 30, NOW - 100),
+        "ETHUSDT": LatestReport("ETHUSDT", "n2", 17, 30, NOW - 9_000),  # n2 stopped writing it
+    }
+    assert [f.subject for f in diagnose(healthy_snapshot(reports=reports)).of_kind("symbol_stale")] == [
+        "ETHUSDT"
+    ]
+    limited = {"ETHUSDT": {"book_synced": False, "snapshot_failures": 2, "rate_limited": True}}
+    limited["ETHUSDT"]["snapshot_retry_ms"] = NOW + 20_400
+    health = {"n1": {"status": "ok", "symbols": {}}, "n2": {"status": "degraded", "symbols": limited}}
+    result = diagnose(healthy_snapshot(reports=reports, health=health))
+    assert result.of_kind("symbol_stale") == []
+    (finding,) = result.of_kind("symbol_rate_limited")
+    assert (finding.subject, finding.node) == ("ETHUSDT", "n2")
+    assert finding.detail == (
+        "no report for 9000 ms although n2 holds the lease: n2's order-book snapshot requests are "
+        "refused by the exchange's rate limit (HTTP 429/418, code -1003; 2 failed in a row, next in 20 s)"
+    )
+    assert "resubscribe or restart only adds requests" in finding.remediation
+
+
 def test_every_guide_reference_names_a_section_of_the_projects_runbook() -> None:
     import re
     from pathlib import Path
@@ -148,7 +170,7 @@ def test_every_guide_reference_names_a_section_of_the_projects_runbook() -> None
     headings = re.findall(r"^## (.+)$", runbook.read_text(), flags=re.MULTILINE)
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
     guides = [v for m in (diagnosis, churn) for k, v in vars(m).items() if k.startswith("GUIDE_")]
-    assert len(guides) == 8
+    assert len(guides) == 9
     for guide in guides:
         section, reference = guide.split("; ")
         assert re.match(r"^\d\.[A-Z]? ?[A-Z]", section), guide
