@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ntplatform import node_health
+
 HEARTBEAT_TTL_FACTOR = 5  # heartbeat key TTL = 5 × NT_HEARTBEAT_INTERVAL_MS (docs/coordination.md)
 MAX_CLOCK_SKEW_MS = 100  # guide section 2.A: "should be < 100ms"
 LEASE_SETTINGS = ("lease_ttl_ms", "min_hold_ms", "config_fingerprint")
@@ -288,17 +290,22 @@ def _health(snapshot: FleetSnapshot) -> list[Finding]:
             detail, status = "heartbeat present but /health unreachable", "unreachable"
         elif body is not None and body.get("status") not in (None, "ok"):
             status = str(body.get("status"))
-            detail = f"/health status {status}"
+            why = node_health.troubles(body, snapshot.redis_time_ms)
+            detail = f"/health status {status}" + (f": {'; '.join(why)}" if why else "")
         else:
             continue
+        waits = body is not None and node_health.only_rate_limited(body, snapshot.redis_time_ms)
         found.append(
             Finding(
                 kind="node_unhealthy",
                 subject=node,
                 detail=detail,
-                remediation="check the node's logs for fast_cycle/slow_cycle and redis errors; "
+                remediation="wait: it resyncs by itself once the rate limit lifts; a restart only adds "
+                "requests"
+                if waits
+                else "check the node's logs for fast_cycle/slow_cycle and redis errors; "
                 "restart it if it stays so",
-                guide=GUIDE_HUNG,
+                guide=GUIDE_RATE_LIMITED if waits else GUIDE_HUNG,
                 node=node,
                 data={"status": status},
             )
@@ -321,7 +328,7 @@ def _staleness(snapshot: FleetSnapshot) -> list[Finding]:
             detail = f"latest report (seq {report.seq}) carries market data {age} ms old"
         else:
             continue
-        limited = _rate_limited(snapshot, lease.holder, symbol)
+        limited = node_health.rate_limited(snapshot.health.get(lease.holder), symbol, snapshot.redis_time_ms)
         if limited is not None:
             found.append(
                 Finding(
@@ -353,18 +360,6 @@ def _staleness(snapshot: FleetSnapshot) -> list[Finding]:
             )
         )
     return found
-
-
-def _rate_limited(snapshot: FleetSnapshot, node: str, symbol: str) -> str | None:
-    """How the node's ``/health`` shows the symbol's snapshots rate-limited, or None if it does not."""
-    body = snapshot.health.get(node) or {}
-    follow = (body.get("symbols") or {}).get(symbol) or {}
-    if not follow.get("rate_limited"):
-        return None
-    retry_ms = follow.get("snapshot_retry_ms")
-    # The node's wall clock against Redis's: close enough to say roughly when.
-    due = "" if retry_ms is None else f", next in {max(0, int(retry_ms) - snapshot.redis_time_ms) // 1000} s"
-    return f"{follow.get('snapshot_failures', 0)} failed in a row{due}"
 
 
 def diagnose(

@@ -158,6 +158,15 @@ def test_silent_writer_is_stale_unless_its_health_shows_snapshots_rate_limited()
         "refused by the exchange's rate limit (HTTP 429/418, code -1003; 2 failed in a row, next in 20 s)"
     )
     assert "resubscribe or restart only adds requests" in finding.remediation
+    # n2 is degraded only because of it: waiting, not restarting, is the advice there too.
+    health["n2"]["coordination"] = {"owned_symbols": ["ETHUSDT"]}
+    (unhealthy,) = diagnose(healthy_snapshot(reports=reports, health=health)).of_kind("node_unhealthy")
+    assert unhealthy.detail == (
+        "/health status degraded: ETHUSDT book waits on rate-limited snapshots (2 failed in a row, "
+        "next in 20 s)"
+    )
+    assert unhealthy.remediation.startswith("wait: it resyncs by itself")
+    assert unhealthy.guide.startswith("7.A Exchange API Issues")
 
 
 def test_every_guide_reference_names_a_section_of_the_projects_runbook() -> None:
