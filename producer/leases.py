@@ -86,7 +86,7 @@ class LeaseKeeper:
         raw = self._client.get(keys.report_key(symbol))
         if raw is None:  # NT_ENABLE_KV_REPORTS=0: the stream has it
             newest = self._client.xrevrange(keys.stream_key(symbol), count=1)
-            raw = (newest[0][1] or {}).get(b"report") if newest else None
+            raw = (newest[0][1] or {}).get(keys.REPORT_FIELD.encode()) if newest else None
         if raw is None:
             return 0
         try:

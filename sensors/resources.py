@@ -51,8 +51,7 @@ class FleetResource(dg.ConfigurableResource):
         heartbeats, node_pttl = _read_heartbeats(client)
         leases = _read_leases(client)
         symbols = tuple(s.strip().upper() for s in self.symbols if s.strip())
-        health = {node: self.health(beat) for node, beat in heartbeats.items()} if probe_health else {}
-        return FleetSnapshot(
+        snapshot = FleetSnapshot(
             redis_time_ms=int(seconds) * 1000 + int(micros) // 1000,
             heartbeats=heartbeats,
             heartbeat_pttl_ms=node_pttl,
@@ -60,8 +59,8 @@ class FleetResource(dg.ConfigurableResource):
             symbols=symbols,
             read_latency_ms=round(latency_ms, 3),
             reports=_read_reports(client, sorted(set(symbols) | set(leases))),
-            health=health,
         )
+        return self.with_health(snapshot, heartbeats) if probe_health else snapshot
 
     def with_health(self, snapshot: FleetSnapshot, nodes: Iterable[str]) -> FleetSnapshot:
         """The snapshot with the ``/health`` of those of ``nodes`` that heartbeat added."""

@@ -97,3 +97,23 @@ def test_publisher_stop_releases_lease(redis_server):
     publisher.stop()
     assert client.get("report:writer:BTCUSDT") is None
     assert client.get("report:writer:token:BTCUSDT") == b"1", "tokens are never reset"
+
+
+def test_new_writer_continues_seq_from_the_stream_when_kv_reports_are_off(redis_server):
+    """Another writer left seq 41 in the stream only (NT_ENABLE_KV_REPORTS=0): the next is 42."""
+    client = redis_server.client()
+    client.xadd("report:stream:BTCUSDT", {"report": json.dumps({**_report(), "seq": 41})})
+    env = {"REDIS_URL": redis_server.url, "SYMBOLS": "BTCUSDT", "NT_ENABLE_KV_REPORTS": "false"}
+    settings = load_settings(env)
+    state = NodeState(settings.node_id, multi_instance=False)
+    publisher = ReportPublisher(settings, ProducerMetrics(), state, EventLog("producer", "error"))
+    publisher.start()
+    try:
+        wait_for(lambda: publisher.owned_symbols() == ["BTCUSDT"], 10, "the lease")
+        publisher.submit({"BTCUSDT": _report()})
+        wait_for(lambda: client.xlen("report:stream:BTCUSDT") == 2, 10, "the new writer's report")
+    finally:
+        publisher.stop()
+    newest = client.xrevrange("report:stream:BTCUSDT", count=1)[0][1]
+    assert json.loads(newest[b"report"])["seq"] == 42
+    assert client.get("report:BTCUSDT") is None
