@@ -9,6 +9,7 @@ symbols, the nodes that must be live, the supervisor's control API and the contr
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Mapping
@@ -35,6 +36,18 @@ def ensure_control_secret(env: dict[str, str]) -> bool:
         return False
     env["NT_CONTROL_SECRET"] = secrets.token_hex(24)
     return True
+
+
+def save_control_secret(secret: str, run_dir: Path) -> Path:
+    """Write a generated secret to ``run_dir/control_secret``, readable by its owner only, so an
+    operator can sign ``ntplatform control`` commands for this run; returns the file."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "control_secret"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file was there with other modes
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return path
 
 
 def dagster_env(env: Mapping[str, str], node_ids: list[str], supervisor_url: str | None) -> dict[str, str]:

@@ -79,7 +79,9 @@ def replay_symbols(url: str) -> list[str]:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on the port now (a closed one's TIME_WAIT does not count)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves bind
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -48,7 +48,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    restart: bool  # restarted when it exits (and through the control API); redis is not
+    restart: bool  # restarted when it exits (and, except redis, through the control API)
     role: str  # redis, replay-exchange, producer or dagster
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -137,7 +137,8 @@ class Supervisor:
         ]
         if parsed.password:
             argv += ["--requirepass", parsed.password]
-        self._spawn(Child("redis", argv, dict(self.env), restart=False, role="redis"))
+        # Restarted if it dies (empty: the producers rebuild heartbeats and leases), never on request.
+        self._spawn(Child("redis", argv, dict(self.env), restart=True, role="redis"))
         if not wait_until(lambda: redis_answers(self.redis_url), 15):
             self.log.error("fatal_error", reason="redis_did_not_start", binary=binary)
             return False
@@ -306,7 +307,13 @@ class Supervisor:
         if path is not None and not self.start_replay(path):
             return 1
         if dagster_processes.ensure_control_secret(self.env):
-            self.log.info("control_secret_generated", hint="set NT_CONTROL_SECRET to share one across runs")
+            secret_file = dagster_processes.save_control_secret(self.env["NT_CONTROL_SECRET"], RUN_DIR)
+            self.log.info(
+                "control_secret_generated",
+                file=str(secret_file.resolve()),
+                hint=f"NT_CONTROL_SECRET=$(cat {secret_file}) ntplatform control ...; "
+                "set NT_CONTROL_SECRET to share one across runs",
+            )
         self.start_producers()
         if not self.args.no_dagster and not self.start_dagster():
             return 1

@@ -79,7 +79,8 @@ def not_restartable(child: Child) -> str:
     if child.role == "redis":
         return (
             f"{child.name} is not restarted through the API: it keeps nothing on disk, so a restart "
-            "would wipe every report, lease and heartbeat; stop and start `ntplatform up` if you mean it"
+            "would wipe every report, lease and heartbeat (the supervisor starts it again only when it "
+            "dies); stop and start `ntplatform up` if you mean it"
         )
     return f"{child.name} is not restarted through the API: the supervisor never restarts it"
 
@@ -178,7 +179,7 @@ class ControlServer:
             child = by_name.get(parts[1])
             if child is None:
                 return 404, {"error": f"no process named {parts[1]!r}; known: {', '.join(by_name)}"}
-            if not child.restart:
+            if not child.restart or child.role == "redis":
                 reason = not_restartable(child)
                 self.supervisor.log.warning(
                     "restart_refused", name=child.name, reason="not_restartable", detail=reason, by="api"

@@ -153,6 +153,9 @@ def python_env(**overrides: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+# Given to every `ntplatform up` a test starts, so it does not generate one and overwrite
+# .run/control_secret, which belongs to the developer's own `make run`.
+UP_SECRET = "the test fleet's control secret"  # noqa: S105 - a test's own
 
 
 def start_replay_exchange(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, ManagedProcess, free_port, python_env, wait_for
+from tests.conftest import PYTHON, ROOT, UP_SECRET, ManagedProcess, free_port, python_env, wait_for
 
 pytestmark = pytest.mark.integration
 READ_ONLY = re.compile(r"^(curl|redis-cli|grep|for |jq )")
@@ -79,7 +79,7 @@ def test_runbook_commands_work_against_a_running_fleet(processes, tmp_path):
             "--metrics-base-port",
             str(base),
         ],
-        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
+        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", NT_CONTROL_SECRET=UP_SECRET),
         log_path,
     )
     processes.append(up)

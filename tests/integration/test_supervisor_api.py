@@ -17,7 +17,7 @@ from assets.resources import RedisResource
 from ntplatform import keys
 from sensors.remediation import restart_producer, restart_run_request
 from sensors.resources import FleetResource, SupervisorResource
-from tests.conftest import PYTHON, ManagedProcess, free_port, python_env, wait_for
+from tests.conftest import PYTHON, UP_SECRET, ManagedProcess, free_port, python_env, wait_for
 
 pytestmark = pytest.mark.integration
 NODE = "producer-node-002"
@@ -48,7 +48,11 @@ def _start_up(processes: list[ManagedProcess], tmp_path: Any) -> tuple[ManagedPr
     argv = [PYTHON, "-m", "ntplatform.cli", "up", "--no-dagster", "--nodes", "2"]
     argv += ["--exchange-port", str(exchange_port)]
     argv += ["--metrics-base-port", str(base_port), "--control-port", str(control_port)]
-    up = ManagedProcess(argv, python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"), tmp_path / "up.log")
+    up = ManagedProcess(
+        argv,
+        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", NT_CONTROL_SECRET=UP_SECRET),
+        tmp_path / "up.log",
+    )
     processes.append(up)
     return up, redis_port, control_port
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
@@ -11,7 +12,7 @@ import urllib.request
 import pytest
 import redis
 
-from tests.conftest import PYTHON, ManagedProcess, free_port, python_env, wait_for
+from tests.conftest import PYTHON, UP_SECRET, ManagedProcess, free_port, python_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +31,14 @@ def _health(port: int) -> dict:
         return json.loads(error.read())
 
 
+def _seq(client: redis.Redis, symbol: str) -> int:
+    try:
+        raw = client.get(f"report:{symbol}")
+    except redis.RedisError:  # not started again yet
+        return 0
+    return int(json.loads(raw)["seq"]) if raw else 0
+
+
 def _start_up(processes, tmp_path, **env: str) -> tuple[ManagedProcess, int, int, int]:
     """``ntplatform up`` on free ports with its own Redis; returns it and the ports."""
     redis_port, exchange_port, base_port = free_port(), free_port(), free_port() - 1
@@ -45,7 +54,7 @@ def _start_up(processes, tmp_path, **env: str) -> tuple[ManagedProcess, int, int
             "--metrics-base-port",
             str(base_port),
         ],
-        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", **env),
+        python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", NT_CONTROL_SECRET=UP_SECRET, **env),
         tmp_path / "up.log",
     )
     processes.append(up)
@@ -76,6 +85,13 @@ def test_up_starts_everything_reports_flow_and_ctrl_c_stops_it_all(processes, tm
     assert health["coordination"]["owned_symbols"] == ["BTCUSDT", "ETHUSDT"]
     assert "ntplatform is up" in up.output()
     _check_spec_metrics(node_port)
+
+    # The Redis that up started dies: up starts it again (empty) and reports resume, seq rising.
+    last_seq = json.loads(client.get("report:BTCUSDT"))["seq"]
+    os.kill(int(client.info("server")["process_id"]), signal.SIGKILL)
+    wait_for(lambda: '"event":"process_restarted","name":"redis"' in up.output(), 60, "up to restart Redis")
+    wait_for(lambda: _seq(client, "BTCUSDT") > last_seq, 60, "reports in the new Redis")
+    assert '"event":"process_exited","name":"redis"' in up.output()
 
     assert up.stop(signal.SIGINT, timeout_s=60) == 0
     assert not _port_open(redis_port), "the Redis that up started is still running"
