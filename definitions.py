@@ -16,7 +16,7 @@ import os
 import dagster as dg
 
 from assets import analysis, archive, backfill, freshness
-from assets.resources import DEFAULT_ARCHIVE_DIR, DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
+from assets.resources import DEFAULT_REDIS_URL, ArchiveStorageResource, RedisResource
 from ntplatform.errors import ConfigError
 from ntplatform.settings import load_dagster_settings
 from sensors.archive import archive_ahead_of_trim_sensor
@@ -77,8 +77,6 @@ defs = dg.Definitions(
         ),
         "control_channel": ControlResource(redis=redis_db, secret=_secret("NT_CONTROL_SECRET")),
         "supervisor": SupervisorResource(url=settings.supervisor_url),
-        "archive_storage": ArchiveStorageResource(
-            root=os.environ.get("NT_ARCHIVE_DIR") or DEFAULT_ARCHIVE_DIR
-        ),
+        "archive_storage": ArchiveStorageResource(root=settings.archive_dir),
     },
 )

@@ -190,9 +190,7 @@ def filesystem(root: str, setting: str = ROOT_SETTING) -> tuple[pafs.FileSystem,
     if "://" not in root:
         return pafs.LocalFileSystem(), Path(root).resolve().as_posix()
     shown = redact_url(root)
-    scheme = root.split("://", 1)[0].lower()
-    if scheme not in ROOT_SCHEMES:
-        raise ConfigError(setting, shown, f"scheme {scheme}:// is not supported; use {ROOT_ALLOWED}")
+    _check_scheme(root, setting)
     try:
         fs, base = pafs.FileSystem.from_uri(root)
     except (ValueError, OSError, pa.ArrowException) as error:
@@ -200,6 +198,22 @@ def filesystem(root: str, setting: str = ROOT_SETTING) -> tuple[pafs.FileSystem,
             setting, shown, f"cannot open it ({_first_line(error)}); use {ROOT_ALLOWED}"
         ) from None
     return fs, base.rstrip("/")
+
+
+def _check_scheme(root: str, setting: str) -> str:
+    scheme = root.split("://", 1)[0].lower() if "://" in root else "file"
+    if scheme not in ROOT_SCHEMES:
+        raise ConfigError(
+            setting, redact_url(root), f"scheme {scheme}:// is not supported; use {ROOT_ALLOWED}"
+        )
+    return scheme
+
+
+def check_root_offline(root: str, setting: str = ROOT_SETTING) -> None:
+    """``check_root`` without network or writes, for start-up: a local root must not be a file;
+    a remote one needs a scheme pyarrow knows (credentials and reachability show at first use)."""
+    if _check_scheme(root, setting) == "file":
+        check_root(root, setting, create=False)
 
 
 def check_root(root: str, setting: str = ROOT_SETTING, create: bool = True) -> None:

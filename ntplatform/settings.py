@@ -263,6 +263,16 @@ class DagsterSettings:
     expected_nodes: tuple[str, ...] = ()  # nodes that must always be heartbeating
     supervisor_url: str = "http://127.0.0.1:9199"  # the control API of `ntplatform up`
     stream_maxlen: int = Settings.stream_maxlen
+    archive_dir: str = "data/archive"  # report_archive's Parquet: a folder or a URI (s3://...)
+    backfill_dir: str = "data/backfill"  # report_backfill's Parquet
+
+
+def _storage_root(name: str, raw: str) -> str:
+    """A folder or filesystem URI that can hold Parquet (a local one is created on first write)."""
+    from ntplatform.archive import check_root_offline  # pyarrow: only where the archive is used
+
+    check_root_offline(raw.strip(), name)
+    return raw.strip()
 
 
 def _parse_node_ids(name: str, raw: str) -> tuple[str, ...]:
@@ -282,6 +292,8 @@ def load_dagster_settings(environ: Mapping[str, str] | None = None) -> DagsterSe
         expected_nodes=_field(env, "NT_EXPECTED_NODES", _parse_node_ids, d.expected_nodes),
         supervisor_url=_field(env, "NT_SUPERVISOR_URL", _url_with(("http", "https")), d.supervisor_url),
         stream_maxlen=_field(env, "NT_STREAM_MAXLEN", _int_in(1, 100_000_000), d.stream_maxlen),
+        archive_dir=_field(env, "NT_ARCHIVE_DIR", _storage_root, d.archive_dir),
+        backfill_dir=_field(env, "NT_BACKFILL_DIR", _storage_root, d.backfill_dir),
     )
 
 

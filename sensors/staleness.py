@@ -36,8 +36,8 @@ def evaluate(book: IncidentBook, snapshot: FleetSnapshot) -> tuple[list[dg.RunRe
 
 def _skip_reason(snapshot: FleetSnapshot, book: IncidentBook) -> str:
     limited = [
-        f"{f.symbol} stale but {f.node} is rate-limited by the exchange: not resubscribing (that adds "
-        "requests); the node retries by itself"
+        f"{f.symbol} has no fresh reports, but {f.node}'s book snapshots are rate-limited by the "
+        "exchange (symbol_rate_limited): not resubscribing (that adds requests); the node retries by itself"
         for f in diagnose(snapshot).of_kind("symbol_rate_limited")
     ]
     fresh = [s for s in snapshot.all_symbols() if s in snapshot.reports]

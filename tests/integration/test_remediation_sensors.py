@@ -114,8 +114,8 @@ def test_staleness_sensor_leaves_a_rate_limited_writer_to_back_off(redis_server:
         for result in (first, second):
             assert not result.run_requests
             assert result.skip_reason.skip_message == (
-                "ETHUSDT stale but n2 is rate-limited by the exchange: not resubscribing (that adds "
-                "requests); the node retries by itself"
+                "ETHUSDT has no fresh reports, but n2's book snapshots are rate-limited by the exchange "
+                "(symbol_rate_limited): not resubscribing (that adds requests); the node retries by itself"
             )
 
         state.update_symbol("ETHUSDT", rate_limited=False)  # the limit is over, the feed still silent

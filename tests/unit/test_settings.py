@@ -127,6 +127,8 @@ def test_dagster_settings_defaults_and_values():
         ("NT_SUPERVISOR_URL", "notaurl", "a URL with scheme http or https"),
         ("NT_STREAM_MAXLEN", "abc", "an integer >= 1 and <= 100000000"),
         ("REDIS_URL", "bogus", "a URL with scheme redis or rediss or unix"),
+        ("NT_ARCHIVE_DIR", "ftp://u:pw@host/x", "'ftp://u:***@host/x': scheme ftp:// is not supported"),
+        ("NT_BACKFILL_DIR", "/etc/passwd", "it is a file (/etc/passwd); a folder is needed"),
     ],
 )
 def test_dagster_settings_bad_value_is_one_line_naming_it(variable, value, expected):
