@@ -70,8 +70,10 @@ def send(
         pubsub.close()
 
 
-def live_nodes(client: redis.Redis) -> int:
-    return sum(1 for _ in client.scan_iter(match=keys.node_key("*"), count=1000))
+def live_nodes(client: redis.Redis) -> list[str]:
+    """The node ids with a heartbeat key now."""
+    prefix = keys.node_key("")
+    return sorted(k.decode()[len(prefix) :] for k in client.scan_iter(match=keys.node_key("*"), count=1000))
 
 
 def _decode(raw: Any) -> dict[str, Any] | None:
@@ -98,6 +100,8 @@ def _input_problem(args: argparse.Namespace, secret: str) -> str | None:
         return f"NT_CONTROL_SECRET must be set to the fleet's secret (at least {MIN_SECRET_CHARS} characters)"
     if args.action in control.NEEDS_SYMBOL and not args.symbol:
         return f"{args.action} needs --symbol (the symbol to resubscribe, e.g. BTCUSDT)"
+    if args.action not in control.NEEDS_SYMBOL and args.symbol is not None:
+        return f"{args.action} takes no --symbol (it concerns every symbol); only resubscribe does"
     if args.symbol is not None:
         try:
             parse_symbol("--symbol", args.symbol)
@@ -129,7 +133,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     symbol = args.symbol.strip().upper() if args.symbol else None
     try:
-        expected = live_nodes(client) if args.node == control.EVERY_NODE else 1
+        live = live_nodes(client)
+        if args.node != control.EVERY_NODE and args.node not in live:
+            print(
+                f"ntplatform control: no live node named {args.node!r} (heartbeating: "
+                f"{', '.join(live) or 'none'})",
+                file=sys.stderr,
+            )
+            return 1
+        expected = len(live) if args.node == control.EVERY_NODE else 1
         acks = send(client, secret, args.action, args.node, symbol, max(expected, 1), args.timeout)
     except (ControlError, redis.RedisError) as error:
         print(f"ntplatform control: {error} (REDIS_URL={redact_url(url)})", file=sys.stderr)

@@ -36,6 +36,16 @@ class NodeHttpServer:
 
 def _make_handler(metrics: ProducerMetrics, state: NodeState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        _head_only = False
+
+        def do_HEAD(self) -> None:
+            """As GET without the body: load balancers and some probes check health so."""
+            self._head_only = True
+            try:
+                self.do_GET()
+            finally:
+                self._head_only = False
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -53,7 +63,8 @@ def _make_handler(metrics: ProducerMetrics, state: NodeState) -> type[BaseHTTPRe
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not self._head_only:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             """Scrapes are not worth a log line each."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -91,4 +92,38 @@ def test_control_with_a_well_formed_lowercase_symbol_publishes_it_upper_cased(
     verdict = control.Verifier(SECRET).check(message["data"], int(time.time() * 1000))
     assert verdict.command is not None
     assert verdict.command.symbol == "BTCUSDT"
+    listener.close()
+
+
+def test_rebalance_with_a_symbol_is_refused_rather_than_ignored(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NT_CONTROL_SECRET", SECRET)
+    code, lines = _run(capsys, "rebalance", "--symbol", "BTCUSDT")
+    assert code == 2
+    assert lines == [
+        "ntplatform control: rebalance takes no --symbol (it concerns every symbol); only resubscribe does"
+    ]
+
+
+@pytest.mark.integration
+def test_control_to_a_node_that_does_not_heartbeat_names_the_live_ones_and_sends_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, redis_server: RedisProcess
+) -> None:
+    monkeypatch.setenv("NT_CONTROL_SECRET", SECRET)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    client = redis_server.client()
+    for node in ("producer-node-002", "producer-node-001"):
+        client.set(f"nt:node:{node}", json.dumps({"node_id": node}), px=60_000)
+    listener = client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(control.CHANNEL)
+    assert listener.get_message(timeout=1) is None
+
+    code, lines = _run(capsys, "resubscribe", "--node", "ghost", "--symbol", "BTCUSDT")
+
+    assert code == 1
+    assert lines == [
+        "ntplatform control: no live node named 'ghost' (heartbeating: producer-node-001, producer-node-002)"
+    ]
+    assert listener.get_message(timeout=0.5) is None
     listener.close()
