@@ -9,6 +9,7 @@ cannot be reached, 2 the exchange refused the request (the reason is printed).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import urllib.error
 import urllib.request
@@ -16,7 +17,16 @@ from typing import Any
 
 import orjson
 
-from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, PER_SYMBOL, SEQUENCE_GAP, STALL, TIMED
+from ntplatform.replay.faults import (
+    DROP_CONNECTIONS,
+    HTTP_429,
+    MAX_SECONDS,
+    MUTE,
+    PER_SYMBOL,
+    SEQUENCE_GAP,
+    STALL,
+    TIMED,
+)
 from ntplatform.replay.rest import FAULTS_PATH
 
 DEFAULT_EXCHANGE = "http://127.0.0.1:8790"
@@ -46,13 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def misuse(args: argparse.Namespace) -> str | None:
-    """An option the action does not take, in one line (the exchange would refuse it), or None."""
+    """An option the action does not take, or a --seconds out of range, in one line, or None."""
     kind = ACTIONS.get(args.action)
     takes = {"--seconds"} if kind in TIMED else set()
     takes |= {"--symbol"} if kind in PER_SYMBOL else set()
     given = {"--seconds"} if args.seconds is not None else set()
     given |= {"--symbol"} if args.symbol is not None else set()
     extra = sorted(given - takes)
+    seconds = args.seconds
+    if not extra and seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        return (
+            f"fault {args.action} --seconds {seconds:g}: must be a number above 0 and at most {MAX_SECONDS:g}"
+        )
     if not extra:
         return None
     allowed = " and ".join(sorted(takes)) or "no options"

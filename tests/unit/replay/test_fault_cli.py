@@ -65,6 +65,13 @@ def test_fault_cli_non_http_exchange_is_refused_with_exit_2(capsys):
         (["gap", "--seconds", "5", "--symbol", "BTCUSDT"], "fault gap takes --symbol; got --seconds"),
         (["429", "--symbol", "BTCUSDT"], "fault 429 takes --seconds; got --symbol"),
         (["list", "--symbol", "BTCUSDT"], "fault list takes no options; got --symbol"),
+        # JSON has no NaN: sent, it would arrive as null ("none given"); refused here instead.
+        (["mute", "--seconds", "nan"], "fault mute --seconds nan: must be a number above 0 and at most 3600"),
+        (["429", "--seconds", "-1"], "fault 429 --seconds -1: must be a number above 0 and at most 3600"),
+        (
+            ["stall", "--seconds", "inf"],
+            "fault stall --seconds inf: must be a number above 0 and at most 3600",
+        ),
     ],
 )
 def test_fault_cli_option_the_action_does_not_take_is_refused_before_sending(argv, message, capsys):
