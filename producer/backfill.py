@@ -253,6 +253,11 @@ def _input_problem(args: argparse.Namespace) -> str | None:
     )
     if problem:
         return problem
+    if args.http_dir is not None and not args.http_dir.is_dir():
+        return (
+            f"--http-dir {args.http_dir}: not a folder; give the folder of recorded REST answers "
+            "(exchangeInfo)"
+        )
     try:  # before the replay, which can take minutes: its reports would have nowhere to go
         archive.check_root(args.out, "--out")
     except ConfigError as error:

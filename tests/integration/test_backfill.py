@@ -137,6 +137,29 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
     assert "no such file" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
 
+    no_http = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "ntplatform.cli",
+            "backfill",
+            str(USDM),
+            "--out",
+            str(tmp_path),
+            "--http-dir",
+            "/nonexistent",
+        ],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_http.returncode == 2
+    assert no_http.stderr.splitlines() == [
+        "ntplatform backfill: --http-dir /nonexistent: not a folder; give the folder of recorded REST "
+        "answers (exchangeInfo)"
+    ]
+
 
 @pytest.mark.parametrize("out", ["/proc/nope", "a-file", "ftp://x/y"])
 def test_cli_refuses_an_out_it_cannot_write_before_the_replay_starts(tmp_path: Path, out: str) -> None:
