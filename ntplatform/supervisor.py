@@ -38,6 +38,11 @@ from ntplatform.up_arguments import check_arguments, check_settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ERROR_EXIT = 2  # a child that exits 2 was misconfigured: restarting cannot help
 RUN_DIR = Path(".run")
+# Settings `up` gives each node itself: set in the environment, they are not used.
+OVERRIDDEN = {
+    "NT_NODE_ID": "up names its nodes producer-node-001, -002, ... (run `ntplatform producer` to choose)",
+    "NT_METRICS_PORT": "node i listens on --metrics-base-port + i (default 9100 + i)",
+}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -300,7 +305,14 @@ class Supervisor:
                 child.start()
                 self.log.info("process_restarted", name=child.name, reason="exited", restarts=child.restarts)
 
+    def warn_overridden(self) -> None:
+        """Say so when a setting ``up`` decides for each node was set (it is not used)."""
+        for name, what in OVERRIDDEN.items():
+            if self.env.get(name):
+                self.log.warning("setting_overridden", variable=name, value=self.env[name], by=what)
+
     def run(self) -> int:
+        self.warn_overridden()
         if not self.start_control() or not self.ensure_redis():
             return 1
         path = self.replay_path()

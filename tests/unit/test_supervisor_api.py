@@ -83,3 +83,20 @@ def test_watch_stops_restarting_a_crash_looping_child_and_logs_flapping(capsys) 
     assert len(lines) == 1
     assert '"reason":"flapping"' in lines[0]
     assert '"name":"crasher"' in lines[0]
+
+
+def test_settings_up_decides_per_node_are_named_when_set(capsys) -> None:
+    import json
+
+    from ntplatform.supervisor import Supervisor
+
+    Supervisor(argparse.Namespace(), {"NT_METRICS_PORT": "99999", "SYMBOLS": "BTCUSDT"}).warn_overridden()
+    (line,) = capsys.readouterr().out.splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["level"], event["variable"], event["value"]) == (
+        "setting_overridden",
+        "warning",
+        "NT_METRICS_PORT",
+        "99999",
+    )
+    assert "--metrics-base-port + i" in event["by"]
