@@ -10,29 +10,23 @@ meanwhile. Everything else (connections, parsing, instruments) is the stock clie
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
-from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
-from nautilus_trader.adapters.binance.config import BinanceDataClientConfig
-from nautilus_trader.adapters.binance.data import BinanceCommonDataClient
-from nautilus_trader.adapters.binance.factories import (
-    get_cached_binance_http_client,
-)
 from nautilus_trader.adapters.binance.futures.data import BinanceFuturesDataClient
 from nautilus_trader.adapters.binance.spot.data import BinanceSpotDataClient
-from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.common.enums import LogColor
-from nautilus_trader.live.factories import LiveDataClientFactory
 from nautilus_trader.model.data import OrderBookDeltas
 from nautilus_trader.model.identifiers import InstrumentId
 
 from ntplatform.backoff import is_rate_limited, requested_wait_s, snapshot_retry_delay_s, stuck
 from ntplatform.logs import EventLog
 from ntplatform.sync import DepthSequencer, Verdict
-from producer.instruments import ListedFuturesInstrumentProvider, ListedSpotInstrumentProvider, binance_symbol
+from producer.instruments import binance_symbol
 from producer.metrics import ProducerMetrics
 
 
@@ -40,6 +34,9 @@ def book_status_topic(instrument_id: InstrumentId | str) -> str:
     """Message-bus topic on which the client announces that a book lost sync."""
     return f"ntplatform.book_status.{instrument_id}"
 
+
+# A book rebuilt this recently (seconds) needs no rebuild for a reconnect: see _reconnect.
+RECENT_REBUILD_S = 1.0
 
 # Message-bus topic on which the actor asks the client to renew a symbol's streams
 # (payload: the InstrumentId), for a signed ``resubscribe`` control command.
@@ -92,6 +89,7 @@ class SequencedBookMixin:
         self._sequencers: dict[InstrumentId, DepthSequencer] = {}
         self._pending: dict[InstrumentId, list[tuple[Any, OrderBookDeltas]]] = {}
         self._resync_tasks: dict[InstrumentId, asyncio.Task] = {}
+        self._rebuild_started: dict[InstrumentId, float] = {}  # time.monotonic() of the last rebuild
         self._msgbus.subscribe(RESUBSCRIBE_TOPIC, self._on_resubscribe_request)
 
     def _on_resubscribe_request(self, instrument_id: InstrumentId) -> None:
@@ -137,10 +135,10 @@ class SequencedBookMixin:
             return
         self._apply_sequenced(instrument_id, msg.data, deltas)
 
-    def _apply_sequenced(self, instrument_id: InstrumentId, data: Any, deltas: OrderBookDeltas) -> bool:
+    def _apply_sequenced(self, instrument_id: InstrumentId, data: Any, deltas: OrderBookDeltas) -> None:
         sequencer = self._sequencer(instrument_id)
         if not sequencer.synced:
-            return True  # before the first snapshot: the snapshot will cover this event
+            return  # before the first snapshot: the snapshot will cover this event
         verdict = sequencer.check(data.U, data.u, data.pu)
         if verdict is Verdict.APPLY:
             self._handle_data(deltas)
@@ -152,19 +150,33 @@ class SequencedBookMixin:
                 first_id=data.U,
                 final_id=data.u,
             )
-            return False
-        return True
+            # Buffered: the next snapshot must reach it (a lagging snapshot older than the
+            # stream already seen is refused), and it may straddle the snapshot.
+            self._pending[instrument_id].append((data, deltas))
+
+    def _rebuilding(self, instrument_id: InstrumentId) -> bool:
+        """Whether the book waits for a snapshot that is yet to be requested or answered."""
+        return instrument_id in self._pending and not self._sequencer(instrument_id).synced
 
     def _start_resync(self, instrument_id: InstrumentId, reason: str, **detail: Any) -> None:
+        """Rebuild the book from a fresh snapshot, buffering the stream meanwhile.
+
+        A cause that arrives while a rebuild waits for its snapshot joins that rebuild: the
+        snapshot still to come covers it, so it is logged but not counted again.
+        """
+        joined = self._rebuilding(instrument_id)
         self._sequencer(instrument_id).reset()
         self._pending.setdefault(instrument_id, [])
+        self._rebuild_started[instrument_id] = time.monotonic()
         self._publish_book_status(instrument_id, reason)
-        observability.log.warning(
-            "book_resync", symbol=binance_symbol(instrument_id), reason=reason, **detail
-        )
-        if observability.metrics is not None:
-            observability.metrics.ws_resubscribe.labels("resync").inc()
-            observability.metrics.book_resyncs.labels(binance_symbol(instrument_id), reason).inc()
+        symbol = binance_symbol(instrument_id)
+        if joined:
+            observability.log.info("book_resync", symbol=symbol, reason=reason, joined=True, **detail)
+        else:
+            observability.log.warning("book_resync", symbol=symbol, reason=reason, **detail)
+            if observability.metrics is not None:
+                observability.metrics.ws_resubscribe.labels("resync").inc()
+                observability.metrics.book_resyncs.labels(symbol, reason).inc()
         if instrument_id not in self._resync_tasks:
             task = self.create_task(self._order_book_snapshot_then_deltas(instrument_id))
             self._resync_tasks[instrument_id] = task
@@ -215,8 +227,9 @@ class SequencedBookMixin:
     ) -> tuple[bool, float | None] | None:
         """Fetch a snapshot and replay the buffered stream onto it.
 
-        None when the book is synced (or a new resync took over); after a failure, whether the
-        exchange rate-limited us and how long it asked us to wait (None: it did not say).
+        None when the book is synced. After a failure (including a snapshot the buffered stream
+        does not continue from), whether the exchange rate-limited us and how long it asked us
+        to wait (None: it did not say).
         """
         depth = self._book_depths[instrument_id]
         try:
@@ -246,14 +259,21 @@ class SequencedBookMixin:
             instrument_id=instrument_id,
             ts_init=self._clock.timestamp_ns(),
         )
+        # Nothing reaches the book until the buffered stream is known to continue from the
+        # snapshot: a snapshot it cannot be joined to is a failed attempt, like an HTTP error.
         sequencer = self._sequencer(instrument_id)
         sequencer.on_snapshot(snapshot_msg.lastUpdateId)
-        self._handle_data(snapshot)
         buffered = self._pending.get(instrument_id, [])
-        while buffered:
-            data, deltas = buffered.pop(0)
-            if not self._apply_sequenced(instrument_id, data, deltas):
-                return None  # a new resync has been scheduled with the rest buffered
+        joined = []
+        for data, deltas in buffered:
+            verdict = sequencer.check(data.U, data.u, data.pu)
+            if verdict is Verdict.GAP:
+                return self._snapshot_not_joined(instrument_id, attempt, snapshot_msg.lastUpdateId, data)
+            if verdict is Verdict.APPLY:
+                joined.append(deltas)
+        self._handle_data(snapshot)
+        for deltas in joined:
+            self._handle_data(deltas)
         self._pending.pop(instrument_id, None)
         observability.log.info(
             "book_synced",
@@ -262,6 +282,36 @@ class SequencedBookMixin:
             attempt=attempt + 1,
         )
         return None
+
+    def _snapshot_not_joined(
+        self, instrument_id: InstrumentId, attempt: int, snapshot_id: int, data: Any
+    ) -> tuple[bool, None]:
+        """Log a snapshot the buffered stream does not continue from; the buffer is kept."""
+        sequencer = self._sequencer(instrument_id)
+        expected_after = sequencer.last_update_id
+        sequencer.reset()
+        if expected_after == snapshot_id:
+            error = (
+                f"snapshot lastUpdateId {snapshot_id} is behind the stream (buffered events from {data.U})"
+            )
+        else:
+            error = f"buffered stream misses events after {expected_after} (next from {data.U})"
+        if observability.metrics is not None:
+            observability.metrics.book_snapshot_failures.labels(
+                binance_symbol(instrument_id), "behind_stream"
+            ).inc()
+        observability.log.warning(
+            "book_snapshot_failed",
+            symbol=binance_symbol(instrument_id),
+            attempt=attempt + 1,
+            error=error,
+            status=None,
+            rate_limited=False,
+            requested_wait_s=None,
+            snapshot_update_id=snapshot_id,
+            first_id=data.U,
+        )
+        return False, None
 
     async def _unsubscribe_order_book_deltas(self, command: Any) -> None:
         """Stop the diff-depth stream (NautilusTrader 1.221 leaves it running) and forget the book."""
@@ -274,12 +324,27 @@ class SequencedBookMixin:
         self._pending.pop(instrument_id, None)
 
     async def _reconnect(self) -> None:
+        """Rebuild every followed book but those a rebuild already covers.
+
+        The new connection's first events can arrive before NautilusTrader calls this, so a
+        book may already be rebuilding (or just rebuilt) for the gap they showed. Should one
+        of those still miss events, the sequencer sees the gap.
+        """
+        now = time.monotonic()
+        covered = [
+            i
+            for i in self._book_depths
+            if self._rebuilding(i) or now - self._rebuild_started.get(i, -math.inf) < RECENT_REBUILD_S
+        ]
         observability.log.warning(
-            "ws_resubscribe", reason="reconnect", symbols=[binance_symbol(i) for i in self._book_depths]
+            "ws_resubscribe",
+            reason="reconnect",
+            symbols=[binance_symbol(i) for i in self._book_depths],
+            already_rebuilding=[binance_symbol(i) for i in covered],
         )
         if observability.metrics is not None:
             observability.metrics.ws_resubscribe.labels("reconnect").inc()
-        for instrument_id in list(self._book_depths):
+        for instrument_id in [i for i in self._book_depths if i not in covered]:
             self._start_resync(instrument_id, "reconnect")
 
 
@@ -297,65 +362,3 @@ class SequencedFuturesDataClient(SequencedBookMixin, BinanceFuturesDataClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_sequencing()
-
-
-class SequencedBinanceDataClientFactory(LiveDataClientFactory):
-    """Builds the sequenced clients exactly as NautilusTrader's own factory builds its."""
-
-    @staticmethod
-    def create(  # type: ignore[override]
-        loop: asyncio.AbstractEventLoop,
-        name: str,
-        config: BinanceDataClientConfig,
-        msgbus: MessageBus,
-        cache: Cache,
-        clock: LiveClock,
-    ) -> BinanceCommonDataClient:
-        client = get_cached_binance_http_client(
-            clock=clock,
-            account_type=config.account_type,
-            api_key=config.api_key,
-            api_secret=config.api_secret,
-            key_type=config.key_type,
-            base_url=config.base_url_http,
-            is_testnet=config.testnet,
-            is_us=config.us,
-        )
-        ws_url = config.base_url_ws or get_ws_base_url(
-            account_type=config.account_type,
-            is_testnet=config.testnet,
-            is_us=config.us,
-        )
-        common = {
-            "loop": loop,
-            "client": client,
-            "msgbus": msgbus,
-            "cache": cache,
-            "clock": clock,
-            "account_type": config.account_type,
-            "base_url_ws": ws_url,
-            "name": name,
-            "config": config,
-        }
-        if config.account_type.is_spot_or_margin:
-            provider = ListedSpotInstrumentProvider(
-                client=client,
-                clock=clock,
-                account_type=config.account_type,
-                is_testnet=config.testnet,
-                config=config.instrument_provider,
-                venue=config.venue,
-                event_log=observability.log,
-            )
-            return SequencedSpotDataClient(instrument_provider=provider, **common)
-        if config.account_type != BinanceAccountType.USDT_FUTURES:
-            raise ValueError(f"unsupported Binance account type {config.account_type}")
-        futures_provider = ListedFuturesInstrumentProvider(
-            client=client,
-            clock=clock,
-            account_type=config.account_type,
-            config=config.instrument_provider,
-            venue=config.venue,
-            event_log=observability.log,
-        )
-        return SequencedFuturesDataClient(instrument_provider=futures_provider, **common)

@@ -29,7 +29,7 @@ from ntplatform.logs import EventLog, redact
 from ntplatform.settings import Settings, load_settings
 from producer import binance_client
 from producer.actor import AnalyticsActor, Runtime
-from producer.binance_client import SequencedBinanceDataClientFactory
+from producer.client_factory import SequencedBinanceDataClientFactory
 from producer.health import NodeState
 from producer.http_server import NodeHttpServer
 from producer.metrics import ProducerMetrics

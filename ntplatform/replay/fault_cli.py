@@ -1,6 +1,7 @@
 """``ntplatform fault``: tell a running replay exchange to break, so alerts can be provoked.
 
-``ntplatform fault [--exchange URL] {drop|stall|mute|429|gap|clear|list} [--seconds N] [--symbol S]``
+``ntplatform fault [--exchange URL] ACTION [--seconds N] [--symbol S]``, ACTION one of
+``drop stall mute 429 gap stale-snapshot clear list``,
 drives the exchange's ``/_replay/faults`` endpoint (see :mod:`ntplatform.replay.faults`)
 and prints the exchange's JSON answer on one line. Exit codes: 0 done, 1 the exchange
 cannot be reached, 2 the exchange refused the request (the reason is printed).
@@ -24,13 +25,21 @@ from ntplatform.replay.faults import (
     MUTE,
     PER_SYMBOL,
     SEQUENCE_GAP,
+    STALE_SNAPSHOT,
     STALL,
     TIMED,
 )
 from ntplatform.replay.rest import FAULTS_PATH
 
 DEFAULT_EXCHANGE = "http://127.0.0.1:8790"
-ACTIONS = {"drop": DROP_CONNECTIONS, "stall": STALL, "mute": MUTE, "429": HTTP_429, "gap": SEQUENCE_GAP}
+ACTIONS = {
+    "drop": DROP_CONNECTIONS,
+    "stall": STALL,
+    "mute": MUTE,
+    "429": HTTP_429,
+    "gap": SEQUENCE_GAP,
+    "stale-snapshot": STALE_SNAPSHOT,
+}
 REQUEST_TIMEOUT_S = 10.0
 
 
@@ -48,11 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop: close every WebSocket; stall: withhold stream messages for --seconds; "
         "mute: send nothing on the stream subscriptions open now, for --seconds or until "
         "the client unsubscribes and subscribes again; 429: answer REST with HTTP 429 for "
-        "--seconds; gap: skip one diff-depth event; "
+        "--seconds; gap: skip one diff-depth event; stale-snapshot: answer REST depth with the "
+        "first snapshot taken, for --seconds; "
         "clear: end every fault; list: show the active faults",
     )
-    parser.add_argument("--seconds", type=float, help="duration of stall, mute and 429")
-    parser.add_argument("--symbol", help="the symbol for stall, mute and gap (default: every symbol)")
+    parser.add_argument("--seconds", type=float, help="duration of stall, mute, 429 and stale-snapshot")
+    parser.add_argument(
+        "--symbol", help="the symbol for stall, mute, gap and stale-snapshot (default: every symbol)"
+    )
 
 
 def misuse(args: argparse.Namespace) -> str | None:

@@ -16,7 +16,10 @@ what to break:
   have received is dropped, so it resumes with a gap;
 - ``http_429``: answer REST requests with Binance's 429 for some seconds;
 - ``sequence_gap``: skip the next diff-depth event of a symbol (or of every symbol),
-  once, while the exchange's own book still applies it.
+  once, while the exchange's own book still applies it;
+- ``stale_snapshot``: for some seconds, answer a symbol's (or every symbol's) REST depth
+  requests with the book as the first of them saw it, as a lagging cache would: a client
+  that rebuilds meanwhile gets a snapshot older than the stream it buffered.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ STALL = "stall"
 MUTE = "mute"
 HTTP_429 = "http_429"
 SEQUENCE_GAP = "sequence_gap"
-KINDS = (DROP_CONNECTIONS, STALL, MUTE, HTTP_429, SEQUENCE_GAP)
-TIMED = (STALL, MUTE, HTTP_429)  # take "seconds"
-PER_SYMBOL = (STALL, MUTE, SEQUENCE_GAP)  # take an optional "symbol"
+STALE_SNAPSHOT = "stale_snapshot"
+KINDS = (DROP_CONNECTIONS, STALL, MUTE, HTTP_429, SEQUENCE_GAP, STALE_SNAPSHOT)
+TIMED = (STALL, MUTE, HTTP_429, STALE_SNAPSHOT)  # take "seconds"
+PER_SYMBOL = (STALL, MUTE, SEQUENCE_GAP, STALE_SNAPSHOT)  # take an optional "symbol"
 MAX_SECONDS = 3600.0
 NS_PER_S = 1_000_000_000
 
@@ -177,6 +181,11 @@ class FaultSwitch:
             if fault.kind == HTTP_429 and fault.expires_ns is not None
         ]
         return (max(ends) - now_ns) / NS_PER_S if ends else None
+
+    def stale_snapshot(self, symbol: str, now_ns: int) -> Fault | None:
+        """The latest ``stale_snapshot`` fault of ``symbol`` active at ``now_ns``, or None."""
+        faults = [f for f in self.active(now_ns) if f.kind == STALE_SNAPSHOT and f.affects(symbol)]
+        return faults[-1] if faults else None
 
     def gap_pending(self, symbol: str) -> bool:
         """Whether the next diff-depth event of ``symbol`` is to be skipped."""

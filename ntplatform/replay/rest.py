@@ -4,7 +4,8 @@ Spot serves ``/api/v3/...`` and ``/sapi/v1/asset/tradeFee``; USDⓈ-M futures se
 ``/fapi/...`` (including the account calls its instrument provider makes before it
 loads instruments). Errors carry Binance's codes and messages; any other path is a
 404 with a JSON body. While an ``http_429`` fault is active every Binance path answers
-429 with a ``Retry-After`` header. ``/_replay/faults`` (a path Binance never uses)
+429 with a ``Retry-After`` header; while a ``stale_snapshot`` fault is, depth answers repeat
+the first one it saw. ``/_replay/faults`` (a path Binance never uses)
 injects, lists and clears faults (:mod:`ntplatform.replay.faults`).
 """
 
@@ -86,6 +87,8 @@ class RestApi:
         self.clock_ns = clock_ns
         self.log = log
         self.faults = faults
+        # Depth answers kept for stale_snapshot faults, by (fault id, symbol, limit).
+        self._stale_depths: dict[tuple[int, str, int], dict[str, Any]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         """The routes of this market."""
@@ -180,7 +183,19 @@ class RestApi:
         replay = self._replay(request.query.get("symbol"))
         limit = self._depth_limit(request.query.get("limit"))
         await asyncio.sleep(SNAPSHOT_LATENCY_S)
-        return json_response(replay.depth_snapshot(limit))
+        return json_response(self._depth_answer(replay, limit))
+
+    def _depth_answer(self, replay: SymbolReplay, limit: int) -> dict[str, Any]:
+        """The current book, or while a ``stale_snapshot`` fault lasts the one it first answered."""
+        fault = self.faults.stale_snapshot(replay.symbol, self.clock_ns()) if self.faults else None
+        if fault is None:
+            for key in [k for k in self._stale_depths if k[1] == replay.symbol]:
+                del self._stale_depths[key]
+            return replay.depth_snapshot(limit)
+        key = (fault.id, replay.symbol, limit)
+        if key not in self._stale_depths:
+            self._stale_depths[key] = replay.depth_snapshot(limit)
+        return self._stale_depths[key]
 
     def _replay(self, symbol: str | None) -> SymbolReplay:
         if not symbol:

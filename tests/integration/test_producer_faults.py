@@ -185,11 +185,25 @@ def test_drop_connections_producer_reconnects_resubscribes_and_keeps_correct_boo
 
     assert answer["injected"]["connections"] >= 1
     assert SYMBOL in resubscribed["symbols"]
-    # One drop is exactly one reconnect and one rebuild per followed symbol.
+    # One drop is exactly one reconnect and one rebuild per followed symbol. The new
+    # connection's first events may show the gap before NautilusTrader reports the
+    # reconnect: the rebuild is then counted as a sequence_gap, and the reconnect joins it.
     followed = len(resubscribed["symbols"])
     assert rig.metric("nt_ws_resubscribe_total", reason="reconnect") == 1
     assert rig.metric("nt_ws_resubscribe_total", reason="resync") == followed
-    assert rig.metric("nt_book_resync_total", symbol=SYMBOL, reason="reconnect") == 1
+    rebuilds = {
+        reason: rig.metric("nt_book_resync_total", symbol=SYMBOL, reason=reason)
+        for reason in ("reconnect", "sequence_gap")
+    }
+    expected = (
+        {"reconnect": 0.0, "sequence_gap": 1.0}
+        if SYMBOL in resubscribed["already_rebuilding"]
+        else {
+            "reconnect": 1.0,
+            "sequence_gap": 0.0,
+        }
+    )
+    assert rebuilds == expected
     assert reports[-1]["ts_published_ms"] > reports[0]["ts_published_ms"]
     assert rig.producer.process.poll() is None
     assert "Traceback" not in rig.producer.output()
@@ -213,6 +227,54 @@ def test_sequence_gap_producer_resyncs_then_reports_resume(rig, tickers):
     assert rig.metric("nt_ws_resubscribe_total", reason="resync") >= 1
     assert all(0 <= r["data_age_ms"] < 1000 for r in reports)
     assert "Traceback" not in rig.producer.output()
+
+
+def test_snapshot_older_than_the_buffered_stream_is_refused_and_taken_again(rig, tickers):
+    # While stale_snapshot lasts, depth answers repeat the first one: the first rebuild
+    # gets a current snapshot, a second one a snapshot from before the events it buffered.
+    rig.fault({"fault": "stale_snapshot", "seconds": 5, "symbol": SYMBOL})
+    rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
+    wait_for(
+        lambda: len(rig.events("book_synced", symbol=SYMBOL)) >= 2, 30, "book_synced after the first gap"
+    )
+    rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
+    wait_for(lambda: len(rig.events("book_resync", symbol=SYMBOL)) >= 2, 30, "book_resync for the second gap")
+    wait_for(
+        lambda: len(rig.events("book_synced", symbol=SYMBOL)) >= 3,
+        60,
+        "book_synced after the stale snapshots",
+    )
+    since = rig.last_stream_id()
+
+    reports = wait_correct_reports(rig, since, tickers)
+    second_gap = rig.events("book_resync", symbol=SYMBOL)[1]
+    refused = rig.events("book_snapshot_failed", symbol=SYMBOL)
+    synced = rig.events("book_synced", symbol=SYMBOL)[2]
+    during = [r for r in rig.reports_after(b"0-0") if _between(r, second_gap, synced, slack_s=0.2)]
+
+    # Each stale snapshot ended at the same update id, behind the event that showed the gap.
+    assert refused
+    assert {(e["snapshot_update_id"], e["first_id"], e["rate_limited"]) for e in refused} == {
+        (refused[0]["snapshot_update_id"], second_gap["first_id"], False)
+    }
+    assert refused[0]["snapshot_update_id"] < second_gap["first_id"] - 1
+    assert "behind the stream" in refused[0]["error"]
+    assert synced["attempt"] == len(refused) + 1  # one more snapshot each time, until a fresh one
+    assert rig.metric("nt_book_snapshot_failures_total", symbol=SYMBOL, kind="behind_stream") == len(refused)
+    assert rig.metric("nt_book_resync_total", symbol=SYMBOL, reason="sequence_gap") == 2
+    assert during == []  # no report came from a refused snapshot
+    assert all(0 <= r["data_age_ms"] < 1000 for r in reports)
+    assert "Traceback" not in rig.producer.output()
+
+
+def _between(report: dict[str, Any], first: dict[str, Any], last: dict[str, Any], slack_s: float) -> bool:
+    """Whether ``report`` was published after event ``first`` (plus ``slack_s``) and before ``last``."""
+    published_s = report["ts_published_ms"] / 1000
+    return _event_s(first) + slack_s < published_s < _event_s(last)
+
+
+def _event_s(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["ts"]).timestamp()
 
 
 def _synced_after(rig: Rig, event: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from ntplatform.replay import fault_cli
-from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, SEQUENCE_GAP, STALL
+from ntplatform.replay.faults import DROP_CONNECTIONS, HTTP_429, MUTE, SEQUENCE_GAP, STALE_SNAPSHOT, STALL
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
@@ -33,6 +33,10 @@ def _cli(argv: list[str]) -> argparse.Namespace:
         ),
         (["429", "--seconds", "10"], ("POST", {"fault": HTTP_429, "seconds": 10.0})),
         (["gap", "--symbol", "ETHUSDT"], ("POST", {"fault": SEQUENCE_GAP, "symbol": "ETHUSDT"})),
+        (
+            ["stale-snapshot", "--seconds", "8", "--symbol", "BTCUSDT"],
+            ("POST", {"fault": STALE_SNAPSHOT, "seconds": 8.0, "symbol": "BTCUSDT"}),
+        ),
     ],
 )
 def test_fault_cli_action_maps_to_request(argv, expected):

@@ -1,4 +1,4 @@
-"""How the replay exchange applies stall, mute and sequence_gap (no network: connections queue frames)."""
+"""How the replay exchange applies stall, mute, sequence_gap and stale_snapshot (no network)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from ntplatform.logs import EventLog
-from ntplatform.replay.faults import MUTE, SEQUENCE_GAP, STALL, FaultRequest
+from ntplatform.replay.faults import MUTE, SEQUENCE_GAP, STALE_SNAPSHOT, STALL, FaultRequest
 from ntplatform.replay.recording import load_recording
 from ntplatform.replay.server import ReplayExchange
 from ntplatform.replay.streams import Connection
@@ -161,3 +161,23 @@ def test_sequence_gap_waits_for_a_depth_listener(exchange):
 
     assert _received(client) == []  # 109-110, the first event someone would see, is skipped
     assert not exchange.faults.gap_pending("BTCUSDT")
+
+
+def test_stale_snapshot_repeats_the_first_depth_answer_of_a_symbol_until_it_expires(two_symbols):
+    clock = two_symbols.clock_ns
+    btc, eth = two_symbols.replays["BTCUSDT"], two_symbols.replays["ETHUSDT"]
+    two_symbols.faults.inject(FaultRequest(STALE_SNAPSHOT, 1.0, "BTCUSDT"), T0)
+    first = two_symbols.rest._depth_answer(btc, 10)
+
+    two_symbols.release_once(T0 + 150_000_000)  # both books apply 101-105 and 106-108
+    clock.now_ns = T0 + 150_000_000
+    during = two_symbols.rest._depth_answer(btc, 10)
+    other = two_symbols.rest._depth_answer(eth, 10)
+    clock.now_ns = T0 + S  # the fault has run out
+    after = two_symbols.rest._depth_answer(btc, 10)
+
+    assert first["lastUpdateId"] == 103  # the recording's snapshot
+    assert during == first  # the book moved on; the answer did not
+    assert other["lastUpdateId"] == 108  # another symbol is answered as it is now
+    assert after["lastUpdateId"] == 108
+    assert after["bids"] == [["9.00", "2.0"]]

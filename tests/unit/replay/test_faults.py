@@ -42,7 +42,10 @@ def test_parse_request_valid_body_returns_request(body, expected):
     ("body", "message"),
     [
         (["stall"], "the body must be a JSON object"),
-        ({}, "'fault' must be one of drop_connections, stall, mute, http_429, sequence_gap; got None"),
+        (
+            {},
+            "'fault' must be one of drop_connections, stall, mute, http_429, sequence_gap, stale_snapshot; ",
+        ),
         ({"fault": "explode"}, "got 'explode'"),
         ({"fault": "stall"}, "stall needs 'seconds' (a number > 0 and <= 3600); none given"),
         ({"fault": "stall", "seconds": 0}, "stall needs 'seconds': a number > 0 and <= 3600; got 0"),
