@@ -242,17 +242,9 @@ class SequencedBookMixin:
                 if limited
                 else None
             )
-            if observability.metrics is not None:
-                kind = "rate_limited" if limited else "error"
-                observability.metrics.book_snapshot_failures.labels(binance_symbol(instrument_id), kind).inc()
-            observability.log.warning(
-                "book_snapshot_failed",
-                symbol=binance_symbol(instrument_id),
-                attempt=attempt + 1,
-                error=str(error),
-                status=status,
-                rate_limited=limited,
-                requested_wait_s=requested,
+            kind = "rate_limited" if limited else "error"
+            _snapshot_failed(
+                instrument_id, kind, attempt, str(error), status=status, requested_wait_s=requested
             )
             return limited, requested
         snapshot = snapshot_msg.parse_to_order_book_snapshot(
@@ -296,20 +288,8 @@ class SequencedBookMixin:
             )
         else:
             error = f"buffered stream misses events after {expected_after} (next from {data.U})"
-        if observability.metrics is not None:
-            observability.metrics.book_snapshot_failures.labels(
-                binance_symbol(instrument_id), "behind_stream"
-            ).inc()
-        observability.log.warning(
-            "book_snapshot_failed",
-            symbol=binance_symbol(instrument_id),
-            attempt=attempt + 1,
-            error=error,
-            status=None,
-            rate_limited=False,
-            requested_wait_s=None,
-            snapshot_update_id=snapshot_id,
-            first_id=data.U,
+        _snapshot_failed(
+            instrument_id, "behind_stream", attempt, error, snapshot_update_id=snapshot_id, first_id=data.U
         )
         return False, None
 
@@ -346,6 +326,21 @@ class SequencedBookMixin:
             observability.metrics.ws_resubscribe.labels("reconnect").inc()
         for instrument_id in [i for i in self._book_depths if i not in covered]:
             self._start_resync(instrument_id, "reconnect")
+
+
+def _snapshot_failed(instrument_id: InstrumentId, kind: str, attempt: int, error: str, **detail: Any) -> None:
+    """Count and log one failed snapshot attempt; ``kind`` is the metric's label."""
+    if observability.metrics is not None:
+        observability.metrics.book_snapshot_failures.labels(binance_symbol(instrument_id), kind).inc()
+    fields = {"status": None, "requested_wait_s": None, **detail}
+    observability.log.warning(
+        "book_snapshot_failed",
+        symbol=binance_symbol(instrument_id),
+        attempt=attempt + 1,
+        error=error,
+        rate_limited=kind == "rate_limited",
+        **fields,
+    )
 
 
 class SequencedSpotDataClient(SequencedBookMixin, BinanceSpotDataClient):
