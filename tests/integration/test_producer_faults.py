@@ -232,7 +232,7 @@ def test_sequence_gap_producer_resyncs_then_reports_resume(rig, tickers):
 def test_snapshot_older_than_the_buffered_stream_is_refused_and_taken_again(rig, tickers):
     # While stale_snapshot lasts, depth answers repeat the first one: the first rebuild
     # gets a current snapshot, a second one a snapshot from before the events it buffered.
-    rig.fault({"fault": "stale_snapshot", "seconds": 5, "symbol": SYMBOL})
+    rig.fault({"fault": "stale_snapshot", "seconds": 8, "symbol": SYMBOL})
     rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
     wait_for(
         lambda: len(rig.events("book_synced", symbol=SYMBOL)) >= 2, 30, "book_synced after the first gap"
