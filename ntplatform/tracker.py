@@ -34,6 +34,7 @@ class SymbolTracker:
         self.book_depth = book_depth
         self.book: L2Book[float] = L2Book()
         self.synced = False
+        self.lost_sync_ns = 0  # node time the book was last known to lose sync
         self.last_event_ns: int | None = None  # exchange time of the newest applied event
         self.last_receive_ns: int | None = None  # node time when it was received
         self.last_trade: tuple[float, float, str | None] | None = None
@@ -58,14 +59,20 @@ class SymbolTracker:
             side.remove(price)
 
     def book_applied(self, update_id: int, ts_event_ns: int, ts_receive_ns: int, *, snapshot: bool) -> None:
-        """Close one exchange book event (or snapshot) with its update id and times."""
+        """Close one exchange book event (or snapshot) with its update id and times.
+
+        A snapshot syncs the book only if it was received after the book last lost sync:
+        one still queued from before a loss brings the book no closer to the exchange.
+        """
         self.book.update_id = update_id
-        if snapshot:
+        if snapshot and ts_receive_ns >= self.lost_sync_ns:
             self.synced = True
         self._touch(ts_event_ns, ts_receive_ns)
 
-    def lose_sync(self) -> None:
+    def lose_sync(self, at_ns: int = 0) -> None:
+        """The book stopped mirroring the exchange at node time ``at_ns``."""
         self.synced = False
+        self.lost_sync_ns = max(self.lost_sync_ns, at_ns)
 
     def trade(
         self, price: float, quantity: float, aggressor: str | None, ts_event_ns: int, ts_receive_ns: int

@@ -256,7 +256,7 @@ class AnalyticsActor(Actor):
             tracker.set_level(order.side == OrderSide.BUY, _decimal_float(order.price), quantity)
         tracker.book_applied(deltas.sequence, deltas.ts_event, deltas.ts_init, snapshot=snapshot)
         self.runtime.metrics.market_events.labels(symbol, "book").inc()
-        if snapshot:
+        if snapshot and tracker.synced:
             self.runtime.state.update_symbol(
                 symbol, book_synced=True, snapshot_failures=0, rate_limited=False, snapshot_retry_ms=None
             )
@@ -279,13 +279,12 @@ class AnalyticsActor(Actor):
         tracker = self._trackers.get(message.get("instrument_symbol", ""))
         if tracker is None or message.get("synced"):
             return
+        tracker.lose_sync(message.get("ts_ns", 0))
+        self.runtime.state.update_symbol(tracker.symbol, book_synced=False)
+        self.runtime.metrics.book_synced.labels(tracker.symbol).set(0)
         if message.get("reason") == "snapshot_failed":  # still resyncing: shown in /health
             fields = ("snapshot_failures", "rate_limited", "snapshot_retry_ms")
             self.runtime.state.update_symbol(tracker.symbol, **{f: message[f] for f in fields})
-            return
-        tracker.lose_sync()
-        self.runtime.state.update_symbol(tracker.symbol, book_synced=False)
-        self.runtime.metrics.book_synced.labels(tracker.symbol).set(0)
 
     # -- cycles -----------------------------------------------------------------------------
 

@@ -182,8 +182,17 @@ class SequencedBookMixin:
             self._resync_tasks[instrument_id] = task
 
     def _publish_book_status(self, instrument_id: InstrumentId, reason: str, **detail: Any) -> None:
-        """Tell the actor the book is not synced, and why (``detail``: a failed snapshot's)."""
-        status = {"instrument_symbol": instrument_id.symbol.value, "synced": False, "reason": reason}
+        """Tell the actor the book is not synced, and why (``detail``: a failed snapshot's).
+
+        This arrives at once, while snapshots reach the actor later through the data engine's
+        queue: ``ts_ns`` lets it tell a snapshot taken before this status from a newer one.
+        """
+        status = {
+            "instrument_symbol": instrument_id.symbol.value,
+            "synced": False,
+            "reason": reason,
+            "ts_ns": self._clock.timestamp_ns(),
+        }
         self._msgbus.publish(book_status_topic(instrument_id), {**status, **detail})
 
     async def _order_book_snapshot_then_deltas(self, instrument_id: InstrumentId) -> None:
@@ -254,15 +263,24 @@ class SequencedBookMixin:
         # Nothing reaches the book until the buffered stream is known to continue from the
         # snapshot: a snapshot it cannot be joined to is a failed attempt, like an HTTP error.
         sequencer = self._sequencer(instrument_id)
-        sequencer.on_snapshot(snapshot_msg.lastUpdateId)
+        snapshot_id, high_water = snapshot_msg.lastUpdateId, sequencer.high_water
+        behind = sequencer.behind(snapshot_id)
+        sequencer.on_snapshot(snapshot_id)
         buffered = self._pending.get(instrument_id, [])
         joined = []
         for data, deltas in buffered:
             verdict = sequencer.check(data.U, data.u, data.pu)
             if verdict is Verdict.GAP:
-                return self._snapshot_not_joined(instrument_id, attempt, snapshot_msg.lastUpdateId, data)
+                return self._snapshot_not_joined(instrument_id, attempt, snapshot_id, data)
             if verdict is Verdict.APPLY:
                 joined.append(deltas)
+        if behind and not joined:
+            # Nothing buffered reaches back to it: it is older than the book already shown
+            # (a buffered event that straddles it would mean the exchange's ids started over).
+            sequencer.reset()
+            reason = f"snapshot lastUpdateId {snapshot_id} is behind the book already built ({high_water})"
+            _snapshot_failed(instrument_id, "behind_stream", attempt, reason, snapshot_update_id=snapshot_id)
+            return False, None
         self._handle_data(snapshot)
         for deltas in joined:
             self._handle_data(deltas)
@@ -283,14 +301,14 @@ class SequencedBookMixin:
         expected_after = sequencer.last_update_id
         sequencer.reset()
         if expected_after == snapshot_id:
+            kind = "behind_stream"
             error = (
                 f"snapshot lastUpdateId {snapshot_id} is behind the stream (buffered events from {data.U})"
             )
         else:
+            kind = "buffer_gap"
             error = f"buffered stream misses events after {expected_after} (next from {data.U})"
-        _snapshot_failed(
-            instrument_id, "behind_stream", attempt, error, snapshot_update_id=snapshot_id, first_id=data.U
-        )
+        _snapshot_failed(instrument_id, kind, attempt, error, snapshot_update_id=snapshot_id, first_id=data.U)
         return False, None
 
     async def _unsubscribe_order_book_deltas(self, command: Any) -> None:

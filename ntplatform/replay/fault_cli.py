@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop: close every WebSocket; stall: withhold stream messages for --seconds; "
         "mute: send nothing on the stream subscriptions open now, for --seconds or until "
         "the client unsubscribes and subscribes again; 429: answer REST with HTTP 429 for "
-        "--seconds; gap: skip one diff-depth event; stale-snapshot: answer REST depth with the "
-        "first snapshot taken, for --seconds; "
+        "--seconds; gap: skip one diff-depth event; stale-snapshot: for --seconds, answer REST "
+        "depth with the first answer given during the fault (the first rebuild gets a current one); "
         "clear: end every fault; list: show the active faults",
     )
     parser.add_argument("--seconds", type=float, help="duration of stall, mute, 429 and stale-snapshot")
@@ -75,15 +75,15 @@ def misuse(args: argparse.Namespace) -> str | None:
     given = {"--seconds"} if args.seconds is not None else set()
     given |= {"--symbol"} if args.symbol is not None else set()
     extra = sorted(given - takes)
-    seconds = args.seconds
-    if not extra and seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
-        return (
-            f"fault {args.action} --seconds {seconds:g}: must be a number above 0 and at most {MAX_SECONDS:g}"
-        )
-    if not extra:
-        return None
-    allowed = " and ".join(sorted(takes)) or "no options"
-    return f"fault {args.action} takes {allowed}; got {', '.join(extra)}"
+    if extra:
+        allowed = " and ".join(sorted(takes)) or "no options"
+        return f"fault {args.action} takes {allowed}; got {', '.join(extra)}"
+    seconds, in_range = args.seconds, f"a number above 0 and at most {MAX_SECONDS:g}"
+    if kind in TIMED and seconds is None:
+        return f"fault {args.action} needs --seconds: {in_range}"
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        return f"fault {args.action} --seconds {seconds:g}: must be {in_range}"
+    return None
 
 
 def request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:

@@ -267,6 +267,38 @@ def test_snapshot_older_than_the_buffered_stream_is_refused_and_taken_again(rig,
     assert "Traceback" not in rig.producer.output()
 
 
+def test_snapshot_older_than_the_book_already_built_is_refused_when_nothing_is_buffered(rig, tickers):
+    # A gap's rebuild fetches the answer stale_snapshot then repeats. Later the stream goes
+    # silent and the connection drops: the reconnect's rebuild has no buffered event to check
+    # the repeated snapshot against, only the book it has already built.
+    rig.fault({"fault": "stale_snapshot", "seconds": 12, "symbol": SYMBOL})
+    rig.fault({"fault": "sequence_gap", "symbol": SYMBOL})
+    wait_for(lambda: len(rig.events("book_synced", symbol=SYMBOL)) >= 2, 30, "book_synced after the gap")
+    repeated = rig.events("book_synced", symbol=SYMBOL)[1]
+
+    def moved_on() -> bool:  # past the repeated snapshot, and long enough for a reconnect to rebuild
+        report = rig.latest_report()
+        waited = time.time() - _event_s(repeated) > 1.5
+        return waited and report is not None and report["book_update_id"] > repeated["update_id"]
+
+    wait_for(moved_on, 30, "the book moving past the repeated snapshot")
+    rig.fault({"fault": "stall", "seconds": 4, "symbol": SYMBOL})
+    rig.fault({"fault": "drop_connections"})
+    wait_for(
+        lambda: len(rig.events("book_synced", symbol=SYMBOL)) >= 3, 60, "book_synced after the reconnect"
+    )
+    since = rig.last_stream_id()
+
+    wait_correct_reports(rig, since, tickers)
+    refused = rig.events("book_snapshot_failed", symbol=SYMBOL)
+    update_ids = [r["book_update_id"] for r in rig.reports_after(b"0-0")]
+
+    assert "behind the book already built" in refused[0]["error"]
+    assert refused[0]["snapshot_update_id"] <= repeated["update_id"]
+    assert update_ids == sorted(update_ids), "a report came from a book taken back in time"
+    assert "Traceback" not in rig.producer.output()
+
+
 def _between(report: dict[str, Any], first: dict[str, Any], last: dict[str, Any], slack_s: float) -> bool:
     """Whether ``report`` was published after event ``first`` (plus ``slack_s``) and before ``last``."""
     published_s = report["ts_published_ms"] / 1000

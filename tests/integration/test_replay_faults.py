@@ -289,10 +289,10 @@ def test_fault_cli_drives_a_running_exchange(processes, tmp_path):
     assert all(0 < f["remaining_s"] <= 30 for f in active)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1
-    assert "http_429 needs 'seconds'" in refused.stderr
+    assert "fault 429 needs --seconds" in refused.stderr  # refused before sending
     assert refused_mute.returncode == 2
     assert refused_mute.stderr.count("\n") == 1
-    assert "mute needs 'seconds'" in refused_mute.stderr
+    assert "fault mute needs --seconds" in refused_mute.stderr
     assert cleared.returncode == 0
     assert [f["fault"] for f in orjson.loads(cleared.stdout)["cleared"]] == ["stall", "mute"]
     assert orjson.loads(cleared.stdout)["active"] == []

@@ -61,3 +61,26 @@ def test_reset_forgets_position():
     seq.on_snapshot(5)
     seq.reset()
     assert not seq.synced
+
+
+def test_snapshot_older_than_the_book_has_been_is_behind_even_after_reset():
+    seq = DepthSequencer(futures=False)
+    assert not seq.behind(1)  # nothing seen yet: any snapshot will do
+    seq.on_snapshot(100)
+    seq.check(101, 110, None)
+    seq.reset()  # a resync: the position is forgotten, the high water is not
+
+    assert seq.high_water == 110
+    assert seq.behind(105)  # would take the book from 110 back to 105
+    assert not seq.behind(110)
+    assert not seq.behind(250)
+
+
+def test_high_water_follows_the_newest_snapshot_or_event_only_upwards():
+    seq = DepthSequencer(futures=True)
+    seq.on_snapshot(1000)
+    seq.check(999, 1003, 990)
+    seq.on_snapshot(900)  # an older snapshot anchored anyway does not lower it
+
+    assert seq.high_water == 1003
+    assert seq.last_update_id == 900

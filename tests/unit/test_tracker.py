@@ -98,3 +98,19 @@ def test_staleness_changes_once_with_hysteresis():
     tracker.set_level(True, 100.0, 2.5)
     tracker.book_applied(501, 21_000 * MS, 20_000 * MS, snapshot=False)
     assert tracker.staleness_change(20_500 * MS) == "recovered"  # 0.5 s < 1 s
+
+
+def test_snapshot_received_before_the_book_lost_sync_does_not_sync_it():
+    # The loss is announced at once; a snapshot taken earlier can still be queued behind it.
+    tracker = _synced_tracker()
+    tracker.lose_sync(at_ns=12_000 * MS)
+    tracker.reset_book()
+    tracker.set_level(True, 100.0, 1.0)
+    tracker.set_level(False, 101.0, 1.0)
+    tracker.book_applied(700, 11_500 * MS, 11_900 * MS, snapshot=True)
+    assert not tracker.synced
+    assert tracker.fast_report(12_100 * MS) is None
+
+    tracker.book_applied(900, 12_400 * MS, 12_500 * MS, snapshot=True)  # taken after the loss
+    assert tracker.synced
+    assert tracker.fast_report(12_600 * MS)["book_update_id"] == 900

@@ -68,6 +68,10 @@ def test_fault_cli_non_http_exchange_is_refused_with_exit_2(capsys):
         (["drop", "--seconds", "5"], "fault drop takes no options; got --seconds"),
         (["gap", "--seconds", "5", "--symbol", "BTCUSDT"], "fault gap takes --symbol; got --seconds"),
         (["429", "--symbol", "BTCUSDT"], "fault 429 takes --seconds; got --symbol"),
+        (
+            ["stale-snapshot", "--symbol", "BTCUSDT"],
+            "fault stale-snapshot needs --seconds: a number above 0 and at most 3600",
+        ),
         (["list", "--symbol", "BTCUSDT"], "fault list takes no options; got --symbol"),
         # JSON has no NaN: sent, it would arrive as null ("none given"); refused here instead.
         (["mute", "--seconds", "nan"], "fault mute --seconds nan: must be a number above 0 and at most 3600"),
