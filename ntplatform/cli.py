@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors in one line that names the problem and where the allowed forms are."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntplatform", description=__doc__)
+    parser = _OneLineErrors(prog="ntplatform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("producer", help="run one producer node (settings from the environment)")
     replay = commands.add_parser(
