@@ -118,7 +118,6 @@ class AnalyticsActor(Actor):
             )
         self._instrument_ids = [i for i in self._instrument_ids if i not in missing]
         self.runtime.state.unavailable_symbols = [binance_symbol(i) for i in missing]
-        self.runtime.publisher.set_available([binance_symbol(i) for i in self._instrument_ids])
         if not self._instrument_ids:
             self.runtime.log.error(
                 "fatal_error",
@@ -127,6 +126,8 @@ class AnalyticsActor(Actor):
             )
             self.runtime.fail_node("no_instrument_available")
             return
+        # Connected and listed: now the node may join the fleet and take leases.
+        self.runtime.publisher.set_available([binance_symbol(i) for i in self._instrument_ids])
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # the backtest engine: one thread, no event loop

@@ -6,6 +6,10 @@ report per symbol is kept (older ones are counted as dropped), so market-data ha
 never waits on Redis. While Redis is unreachable the thread retries with exponential
 backoff (0.5 s up to 5 s) and logs ``redis_unavailable`` each attempt; on return it logs
 ``redis_recovered``, rejoins the fleet and re-acquires its leases (new fencing tokens).
+
+The node joins the fleet (heartbeat, leases) only once the actor has started, that is once
+NautilusTrader's exchange client has connected and loaded the instruments (``set_available``):
+a node that cannot reach the exchange must not take symbols it could never publish.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class ReportPublisher:
         self.coordinator = Coordinator(self._client, settings, metrics, state, log, self._wall_ms)
         self.coordinator.observe_token = self.leases.observe
         self.coordinator.observe_seq = self.leases.observe_seq
-        self._available: set[str] = set(settings.symbols)
+        self._available: set[str] | None = None  # None: not ready to join the fleet yet
+        self._joined = False  # heartbeating under this Redis connection
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = threading.Condition()
         self._stop_requested = threading.Event()
@@ -80,13 +85,14 @@ class ReportPublisher:
             self._wake.notify()
 
     def set_available(self, symbols: list[str]) -> None:
-        """Compete only for these symbols' leases (those the exchange actually lists)."""
+        """Join the fleet and compete for these symbols' leases (those the exchange actually lists)."""
         with self._wake:
             self._available = set(symbols)
+            self._wake.notify()
 
     def target_symbols(self) -> list[str]:
         """The symbols this node should follow now (owned, or about to be)."""
-        return sorted(self.coordinator.target & self._available)
+        return sorted(self.coordinator.target & (self._available or set()))
 
     def owned_symbols(self) -> list[str]:
         return self.leases.held()
@@ -141,13 +147,20 @@ class ReportPublisher:
             return
         if not self._connected:
             self._reconnect()
+        available = self._available
+        if available is None:  # the exchange client is not connected yet: not a member
+            self._count_dropped(batch, "no_lease")
+            return
+        if not self._joined:
+            self.coordinator.connected()
+            self._joined = True
         self.coordinator.tick(self.leases.tokens, self.leases.acquired_at, self.leases.seq)
-        self._follow_target()
+        self._follow_target(available)
         self._write_batch(batch)
 
     def _leave(self, batch: dict[str, dict[str, Any]]) -> None:
         self._count_dropped(batch, "shutting_down")
-        if self._left or not self._connected:
+        if self._left or not self._connected or not self._joined:
             return
         for symbol in self.leases.held():
             self.leases.release(symbol, "shutdown")
@@ -155,8 +168,8 @@ class ReportPublisher:
         self._state.set_owned([])
         self._left = True
 
-    def _follow_target(self) -> None:
-        wanted = self.coordinator.target & self._available
+    def _follow_target(self, available: set[str]) -> None:
+        wanted = self.coordinator.target & available
         for symbol in sorted(set(self.leases.held()) - wanted):
             self.leases.release(symbol, "rebalanced")
         for symbol in sorted(wanted - set(self.leases.held())):
@@ -178,7 +191,7 @@ class ReportPublisher:
         self._state.redis_connected = True
         self._metrics.redis_connected.set(1)
         self.leases.forget_all()
-        self.coordinator.connected()
+        self._joined = False  # rejoin on this connection
 
     def _on_disconnected(self, error: Exception, batch: dict[str, dict[str, Any]]) -> None:
         self._connected = False

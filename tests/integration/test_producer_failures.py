@@ -129,6 +129,9 @@ def test_producer_with_unreachable_exchange_exits_1_naming_the_exchange(redis_se
     assert str(dead_port) in fatal[0]["exchange"]
     assert str(dead_port) in fatal[0]["error"]  # NautilusTrader's HTTP error names the URL
     assert any(e["event"] == "shutdown_complete" for e in _events(result.stdout))
+    # It never joined the fleet: no heartbeat, and no lease taken from nodes that can publish.
+    assert not any(e["event"] in ("symbol_acquired", "node_joined") for e in _events(result.stdout))
+    assert redis_server.client().keys("*") == []
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -185,6 +188,7 @@ def test_producer_with_no_listed_symbol_at_all_exits_2_naming_them(redis_server,
     fatal = next(e for e in events if e["event"] == "fatal_error")
     assert fatal["reason"] == "no_instrument_available"
     assert any(e["event"] == "shutdown_complete" for e in events)
+    assert redis_server.client().keys("*") == []  # nothing to publish: it never joined the fleet
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -28,6 +28,7 @@ def publisher_parts(redis_server):
     state = NodeState(settings.node_id, multi_instance=False)
     log_stream = io.StringIO()
     publisher = ReportPublisher(settings, metrics, state, EventLog("producer", "debug", log_stream))
+    publisher.set_available(list(settings.symbols))  # as the actor does once the exchange answered
     publisher.start()
     yield publisher, metrics, log_stream, redis_server.client()
     publisher.stop()
@@ -91,6 +92,7 @@ def test_publisher_stop_releases_lease(redis_server):
     settings = load_settings({"REDIS_URL": redis_server.url, "SYMBOLS": "BTCUSDT"})
     state = NodeState(settings.node_id, multi_instance=False)
     publisher = ReportPublisher(settings, ProducerMetrics(), state, EventLog("producer", "error"))
+    publisher.set_available(list(settings.symbols))  # as the actor does once the exchange answered
     publisher.start()
     client = redis_server.client()
     wait_for(lambda: client.get("report:writer:BTCUSDT"), 10, "the lease")
@@ -107,6 +109,7 @@ def test_new_writer_continues_seq_from_the_stream_when_kv_reports_are_off(redis_
     settings = load_settings(env)
     state = NodeState(settings.node_id, multi_instance=False)
     publisher = ReportPublisher(settings, ProducerMetrics(), state, EventLog("producer", "error"))
+    publisher.set_available(list(settings.symbols))  # as the actor does once the exchange answered
     publisher.start()
     try:
         wait_for(lambda: publisher.owned_symbols() == ["BTCUSDT"], 10, "the lease")
