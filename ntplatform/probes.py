@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import time
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+
+from ntplatform import keys
 
 
 def find_redis_server() -> str | None:
@@ -95,3 +98,46 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def nodes_in_use(url: str, node_ids: list[str]) -> list[dict[str, object]]:
+    """Those of ``node_ids`` that a running process heartbeats under at ``url`` (host, pid).
+
+    A heartbeat left by a process of this host that no longer runs (a killed ``up``) expires
+    by itself and does not count; one from another host does (it cannot be checked from here).
+    Unreadable Redis or heartbeats count as none: the producers name them soon enough.
+    """
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        bodies = client.mget([keys.node_key(node) for node in node_ids])
+    except redis.RedisError:
+        return []
+    heartbeats = []
+    for node, raw in zip(node_ids, bodies, strict=True):
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            continue
+        if isinstance(body, dict):
+            heartbeats.append({"node_id": node, "host": body.get("host"), "pid": body.get("pid")})
+    return [h for h in heartbeats if heartbeat_process_runs(h, socket.gethostname(), _pid_runs)]
+
+
+def heartbeat_process_runs(
+    heartbeat: dict[str, object], this_host: str, pid_runs: Callable[[int], bool]
+) -> bool:
+    """Whether the process behind a heartbeat may still run (one of this host's is checked)."""
+    pid = heartbeat.get("pid")
+    if heartbeat.get("host") != this_host or not isinstance(pid, int):
+        return True
+    return pid_runs(pid)
+
+
+def _pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

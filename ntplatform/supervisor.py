@@ -27,6 +27,7 @@ from ntplatform.probes import (
     find_redis_server,
     health_status,
     http_ok,
+    nodes_in_use,
     port_free,
     redis_answers,
     replay_symbols,
@@ -192,6 +193,20 @@ class Supervisor:
             argv = [sys.executable, "-m", "ntplatform.cli", "producer"]
             self._spawn(Child(env["NT_NODE_ID"], argv, env, restart=True, role="producer"))
 
+    def node_ids_free(self) -> bool:
+        """No running process heartbeats under our node ids on this Redis (another ``up``)."""
+        in_use = nodes_in_use(self.redis_url, self.node_ids())
+        if in_use:
+            self.log.error(
+                "fatal_error",
+                reason="node_ids_in_use",
+                redis_url=redact_url(self.redis_url),
+                nodes=in_use,
+                hint="another ntplatform up (or producer) runs these nodes on this Redis: stop it, "
+                "or point REDIS_URL at another Redis",
+            )
+        return not in_use
+
     def node_ids(self) -> list[str]:
         return [f"producer-node-{index:03d}" for index in range(1, self.args.nodes + 1)]
 
@@ -313,7 +328,7 @@ class Supervisor:
 
     def run(self) -> int:
         self.warn_overridden()
-        if not self.start_control() or not self.ensure_redis():
+        if not self.start_control() or not self.ensure_redis() or not self.node_ids_free():
             return 1
         path = self.replay_path()
         if path is not None and not self.start_replay(path):
@@ -368,12 +383,13 @@ class Supervisor:
         self._stopping = True
 
     def shutdown(self) -> None:
-        """Stop what was started, newest first: producers, exchange, then Redis."""
+        """Stop what was started, newest first: Dagster, the producers (together), exchange, Redis."""
         if self.control is not None:
             self.control.close()
-        for child in reversed(self.children):
-            if child.alive():
-                code = supervisor_api.stop_child(child, timeout_s=15)
+        for role in ("dagster", "producer", "replay-exchange", "redis"):
+            group = [c for c in reversed(self.children) if c.role == role and c.alive()]
+            codes = supervisor_api.stop_children(group, timeout_s=15)
+            for child, code in zip(group, codes, strict=True):
                 self.log.info("process_stopped", name=child.name, exit_code=code)
         self.log.info("shutdown_complete")
 

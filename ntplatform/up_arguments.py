@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """One line naming a bad argument and what is allowed, or None."""
+    if args.live and args.replay_path is not None:
+        return (
+            f"--live and --replay-path {args.replay_path}: choose one "
+            "(live Binance, or a replay of recordings)"
+        )
     if args.nodes < 1 or args.nodes > 99:
         return f"--nodes {args.nodes}: must be from 1 to 99"
     if not 1 <= args.exchange_port <= 65535:

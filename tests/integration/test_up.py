@@ -229,3 +229,26 @@ def test_up_is_not_fooled_by_another_fleets_node_on_its_metrics_port(processes, 
     finally:
         foreign.shutdown()
         foreign.server_close()
+
+
+def test_up_refuses_node_ids_a_running_process_heartbeats_under(processes, tmp_path, redis_server):
+    """A second ``up`` on the same Redis would run duplicate nodes: it stops, naming them."""
+    heartbeat = {"node_id": "producer-node-001", "pid": os.getpid(), "host": socket.gethostname()}
+    client = redis_server.client()
+    client.set("nt:node:producer-node-001", json.dumps(heartbeat), px=60_000)
+    argv = [PYTHON, "-m", "ntplatform.cli", "up", "--no-dagster", "--control-port", "0"]
+    up = ManagedProcess(
+        [*argv, "--exchange-port", str(free_port()), "--metrics-base-port", str(free_port() - 1)],
+        python_env(REDIS_URL=redis_server.url, NT_CONTROL_SECRET=UP_SECRET),
+        tmp_path / "up.log",
+    )
+    processes.append(up)
+
+    wait_for(lambda: up.process.poll() is not None, 60, "up to refuse the node ids in use")
+    refusal = next(
+        json.loads(line) for line in up.output().splitlines() if '"reason":"node_ids_in_use"' in line
+    )
+    assert up.process.returncode == 1
+    assert refusal["nodes"] == [heartbeat]
+    assert '"name":"producer-node-001"' not in up.output()  # no producer was started
+    assert json.loads(client.get("nt:node:producer-node-001")) == heartbeat  # the running node's is kept
