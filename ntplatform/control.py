@@ -139,12 +139,12 @@ class Verifier:
         shown = {k: body.get(k) for k in SIGNED_FIELDS if k in body}
         if self._secret is None:
             return Verdict(None, NO_SECRET, shown)
+        command = _parse(body)  # the shape first: a command missing fields is malformed, not forged
+        if command is None:
+            return Verdict(None, MALFORMED, shown)
         sig = body.get("sig")
         if not isinstance(sig, str) or not hmac.compare_digest(sig, signature(self._secret, body)):
             return Verdict(None, BAD_SIGNATURE, shown)
-        command = _parse(body)
-        if command is None:
-            return Verdict(None, MALFORMED, shown)
         if command.command not in COMMANDS or (command.command in NEEDS_SYMBOL and not command.symbol):
             return Verdict(None, UNKNOWN_COMMAND, shown)
         if abs(now_ms - command.issued_ms) > self._max_age_ms:

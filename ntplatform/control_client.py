@@ -12,7 +12,9 @@ nothing is sent then.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import socket
 import sys
 import time
 from typing import Any
@@ -40,6 +42,7 @@ def send(
     symbol: str | None = None,
     expected: int = 1,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    issuer: str = "dagster",
 ) -> list[dict[str, Any]]:
     """Publish one signed command (issued at Redis's time); the acks received in time.
 
@@ -52,7 +55,7 @@ def send(
         pubsub.subscribe(control.ACK_CHANNEL)
         seconds, micros = client.time()
         message = control.make_command(
-            secret, command, target, int(seconds) * 1000 + int(micros) // 1000, symbol
+            secret, command, target, int(seconds) * 1000 + int(micros) // 1000, symbol, issuer=issuer
         )
         command_id = orjson.loads(message)["id"]
         client.publish(control.CHANNEL, message)
@@ -97,7 +100,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _input_problem(args: argparse.Namespace, secret: str) -> str | None:
     if len(secret) < MIN_SECRET_CHARS:
-        return f"NT_CONTROL_SECRET must be set to the fleet's secret (at least {MIN_SECRET_CHARS} characters)"
+        return (
+            f"NT_CONTROL_SECRET must be set to the fleet's secret (at least {MIN_SECRET_CHARS} characters; "
+            "ntplatform up saves the one it generated: NT_CONTROL_SECRET=$(cat .run/control_secret))"
+        )
     if args.action in control.NEEDS_SYMBOL and not args.symbol:
         return f"{args.action} needs --symbol (the symbol to resubscribe, e.g. BTCUSDT)"
     if args.action not in control.NEEDS_SYMBOL and args.symbol is not None:
@@ -110,6 +116,15 @@ def _input_problem(args: argparse.Namespace, secret: str) -> str | None:
     if not 0 < args.timeout <= 60:
         return f"--timeout {args.timeout}: must be above 0 and at most 60 seconds"
     return None
+
+
+def cli_issuer() -> str:
+    """Who sends a command from the command line, as the producers log it: ``cli:user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
 
 
 def _client(url: str) -> redis.Redis | str:
@@ -142,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
         expected = len(live) if args.node == control.EVERY_NODE else 1
-        acks = send(client, secret, args.action, args.node, symbol, max(expected, 1), args.timeout)
+        acks = send(
+            client, secret, args.action, args.node, symbol, max(expected, 1), args.timeout, cli_issuer()
+        )
     except (ControlError, redis.RedisError) as error:
         print(f"ntplatform control: {error} (REDIS_URL={redact_url(url)})", file=sys.stderr)
         return 1

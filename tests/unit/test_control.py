@@ -73,6 +73,17 @@ def test_a_missing_signature_is_refused():
     assert control.Verifier(SECRET).check(orjson.dumps(body), NOW).reason == control.BAD_SIGNATURE
 
 
+@pytest.mark.parametrize("missing", ["id", "issued_ms", "issuer"])
+def test_a_command_missing_a_field_is_malformed_not_forged(missing):
+    body = orjson.loads(_signed())
+    del body[missing]
+    assert control.Verifier(SECRET).check(orjson.dumps(body), NOW).reason == control.MALFORMED
+
+
+def test_a_bare_command_name_is_malformed():
+    assert control.Verifier(SECRET).check(b'{"command":"resubscribe"}', NOW).reason == control.MALFORMED
+
+
 def test_a_node_without_a_secret_refuses_even_a_well_formed_command():
     assert control.Verifier(None).check(_signed(), NOW).reason == control.NO_SECRET
     assert control.Verifier("").check(_signed(), NOW).reason == control.NO_SECRET

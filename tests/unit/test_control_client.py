@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 import time
 
 import pytest
@@ -92,7 +94,19 @@ def test_control_with_a_well_formed_lowercase_symbol_publishes_it_upper_cased(
     verdict = control.Verifier(SECRET).check(message["data"], int(time.time() * 1000))
     assert verdict.command is not None
     assert verdict.command.symbol == "BTCUSDT"
+    assert verdict.command.issuer == f"cli:{getpass.getuser()}@{socket.gethostname()}"  # not "dagster"
     listener.close()
+
+
+def test_control_without_a_secret_says_where_up_saved_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NT_CONTROL_SECRET", raising=False)
+    code, lines = _run(capsys, "rebalance")
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("ntplatform control: NT_CONTROL_SECRET must be set")
+    assert "NT_CONTROL_SECRET=$(cat .run/control_secret)" in lines[0]
 
 
 def test_rebalance_with_a_symbol_is_refused_rather_than_ignored(
