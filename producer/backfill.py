@@ -39,7 +39,7 @@ from nautilus_trader.model.objects import Money
 from ntplatform import archive
 from ntplatform.errors import ConfigError, RecordingError
 from ntplatform.logs import EventLog
-from ntplatform.replay.exchange_info import default_http_dir
+from ntplatform.replay.exchange_info import EXCHANGE_INFO_FILES, default_http_dir
 from ntplatform.replay.recording import Recording, load_recordings
 from producer.actor import AnalyticsActor, AnalyticsActorConfig, Runtime
 from producer.health import NodeState
@@ -265,6 +265,21 @@ def _input_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _http_dir_problem(http_dir: Path | None, recordings: list[Recording]) -> str | None:
+    """The recorded exchangeInfo each recording's instrument is built from, where it is missing."""
+    folder = http_dir or default_http_dir([r.path for r in recordings])
+    missing = sorted(
+        {f for f in (EXCHANGE_INFO_FILES[r.market] for r in recordings) if not (folder / f).is_file()}
+    )
+    if not missing:
+        return None
+    named = f"--http-dir {http_dir}" if http_dir else f"{folder} (the http folder beside the recordings)"
+    return (
+        f"{named}: has no {', '.join(missing)}; give --http-dir the folder of recorded REST answers "
+        "holding the exchangeInfo of the recordings' market"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     problem = _input_problem(args)
     if problem:
@@ -272,6 +287,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         recordings = load_recordings(args.recordings)
+        problem = _http_dir_problem(args.http_dir, recordings)
+        if problem:
+            print(f"ntplatform backfill: {problem}", file=sys.stderr)
+            return 2
         print(
             f"backfill: {len(recordings)} recording(s): {', '.join(r.symbol for r in recordings)}",
             file=sys.stderr,

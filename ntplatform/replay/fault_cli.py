@@ -103,11 +103,13 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
 def run(args: argparse.Namespace) -> int:
     """Send the request; print the answer (stdout) or one line saying what went wrong (stderr)."""
     if not args.exchange.startswith(("http://", "https://")):
-        sys.stderr.write(f"fault: --exchange must be an http:// or https:// URL; got {args.exchange!r}\n")
+        sys.stderr.write(
+            f"ntplatform fault: --exchange must be an http:// or https:// URL; got {args.exchange!r}\n"
+        )
         return 2
     problem = misuse(args)
     if problem:
-        sys.stderr.write(f"{problem}\n")
+        sys.stderr.write(f"ntplatform {problem}\n")
         return 2
     method, body = request_of(args)
     url = args.exchange.rstrip("/") + FAULTS_PATH
@@ -119,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310 - same
             answer = response.read()
     except urllib.error.HTTPError as exc:
-        sys.stderr.write(f"fault: {args.exchange} refused {args.action}: {_reason(exc)}\n")
+        sys.stderr.write(f"ntplatform fault: {args.exchange} refused {args.action}: {_reason(exc)}\n")
         return 2
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        sys.stderr.write(f"fault: cannot reach the replay exchange at {args.exchange}: {reason}\n")
+        sys.stderr.write(f"ntplatform fault: cannot reach the replay exchange at {args.exchange}: {reason}\n")
         return 1
     sys.stdout.write(answer.decode(errors="replace").strip() + "\n")
     return 0

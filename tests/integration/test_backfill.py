@@ -160,6 +160,31 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
         "answers (exchangeInfo)"
     ]
 
+    empty = tmp_path / "empty-http"
+    empty.mkdir()
+    no_info = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "ntplatform.cli",
+            "backfill",
+            str(USDM),
+            "--out",
+            str(tmp_path),
+            "--http-dir",
+            str(empty),
+        ],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_info.returncode == 2
+    assert no_info.stderr.splitlines() == [
+        f"ntplatform backfill: --http-dir {empty}: has no usdm_exchange_info.json; give --http-dir the "
+        "folder of recorded REST answers holding the exchangeInfo of the recordings' market"
+    ]
+
 
 @pytest.mark.parametrize("out", ["/proc/nope", "a-file", "ftp://x/y"])
 def test_cli_refuses_an_out_it_cannot_write_before_the_replay_starts(tmp_path: Path, out: str) -> None:

@@ -297,7 +297,7 @@ def test_fault_cli_drives_a_running_exchange(processes, tmp_path):
     assert [f["fault"] for f in orjson.loads(cleared.stdout)["cleared"]] == ["stall", "mute"]
     assert orjson.loads(cleared.stdout)["active"] == []
     assert dead.returncode == 1
-    assert dead.stderr.startswith("fault: cannot reach the replay exchange at http://127.0.0.1:")
+    assert dead.stderr.startswith("ntplatform fault: cannot reach the replay exchange at http://127.0.0.1:")
     assert dead.stderr.count("\n") == 1
     log = processes[0].output()
     assert '"event":"fault_injected"' in log

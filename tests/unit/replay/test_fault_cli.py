@@ -51,7 +51,7 @@ def test_fault_cli_unreachable_exchange_prints_one_line_and_exits_1(capsys):
     captured = capsys.readouterr()
     assert code == 1
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("fault: cannot reach the replay exchange at http://127.0.0.1:")
+    assert captured.err.startswith("ntplatform fault: cannot reach the replay exchange at http://127.0.0.1:")
     assert captured.out == ""
 
 
@@ -88,7 +88,7 @@ def test_fault_cli_option_the_action_does_not_take_is_refused_before_sending(arg
     code = fault_cli.run(_cli(["--exchange", f"http://127.0.0.1:{free_port()}", *argv]))
 
     assert code == 2  # refused here: nothing listens on that port, so nothing was sent
-    assert capsys.readouterr().err == message + "\n"
+    assert capsys.readouterr().err == f"ntplatform {message}\n"
 
 
 def test_fault_cli_options_the_action_takes_pass():
