@@ -9,7 +9,10 @@ One incident, one run: a node that was live and has no heartbeat now opens the i
 same process is a new incident); a node in ``FleetResource.expected_nodes`` never seen opens
 ``producer_down:{node}:missing-since:{redis_ms}``; no heartbeat at all opens
 ``no_active_producers:{redis_ms}`` and covers every missing node. The incident id is the
-run's ``run_key``; it stays open (no new run) until the node heartbeats again.
+run's ``run_key``; it stays open (no new run) until the node heartbeats again. A node that
+is not in the expected nodes (``NT_EXPECTED_NODES``; ``ntplatform up`` lists its own) and stays
+down for ``FORGET_AFTER_MS`` is no longer watched: it was most likely stopped on purpose (a node
+started by hand, scaled down), and the tick that forgets it says so.
 
 Jobs: a single node down launches ``restart_producer`` for it (diagnosis, then a restart
 through the supervisor); no active producers at all launches ``diagnose_fleet`` only, since
@@ -34,6 +37,7 @@ from sensors.resources import FleetResource
 TRIGGER = "producer_heartbeat"
 FLEET = "*"
 REMEMBERED = ("started_ms", "wall_ms", "host", "pid", "metrics_port")
+FORGET_AFTER_MS = 10 * 60 * 1000  # an unexpected node down this long is no longer watched
 
 
 @dataclass
@@ -64,7 +68,10 @@ def evaluate(
     """The run requests for new incidents and the next cursor (no I/O)."""
     live = snapshot.heartbeats
     incidents = {
-        node: inc for node, inc in cursor.incidents.items() if not (node in live or (node == FLEET and live))
+        node: inc
+        for node, inc in cursor.incidents.items()
+        if not (node in live or (node == FLEET and live))
+        and not _given_up(node, inc, expected_nodes, snapshot.redis_time_ms)
     }
     missing = sorted((set(cursor.live) | set(expected_nodes)) - set(live) - set(incidents))
     requests = []
@@ -91,15 +98,41 @@ def evaluate(
     return requests, HeartbeatCursor(live=remembered, incidents=incidents)
 
 
-def _skip_reason(snapshot: FleetSnapshot, cursor: HeartbeatCursor) -> str:
+def _given_up(node: str, incident: dict[str, Any], expected_nodes: list[str], redis_ms: int) -> bool:
+    """An unexpected node down for ``FORGET_AFTER_MS``: stop watching it."""
+    if node == FLEET or node in expected_nodes:
+        return False
+    return redis_ms - int(incident.get("since_ms", redis_ms)) >= FORGET_AFTER_MS
+
+
+def forgotten_nodes(before: HeartbeatCursor, after: HeartbeatCursor, snapshot: FleetSnapshot) -> list[str]:
+    """Nodes whose incident ``evaluate`` dropped although they still do not heartbeat."""
+    dropped = set(before.incidents) - set(after.incidents) - {FLEET}
+    return sorted(dropped - set(snapshot.heartbeats))
+
+
+def _skip_reason(snapshot: FleetSnapshot, cursor: HeartbeatCursor, forgotten: list[str]) -> str:
     count = len(snapshot.heartbeats)
     down = {n: inc["id"] for n, inc in cursor.incidents.items() if n != FLEET}
+    let_go = (
+        f"no longer watching {', '.join(forgotten)}: down for {FORGET_AFTER_MS // 60_000} min and not "
+        "in NT_EXPECTED_NODES (add it there to keep watching)"
+    )
     if not down and not cursor.incidents:
-        return f"all {count} producers heartbeating"
+        return (
+            f"{count} producers heartbeating; {let_go}"
+            if forgotten
+            else f"all {count} producers heartbeating"
+        )
     if not snapshot.heartbeats:
         return f"no active producers, run already requested ({cursor.incidents[FLEET]['id']})"
     still = ", ".join(f"{n} ({i})" for n, i in sorted(down.items()))
-    return f"{count} producers heartbeating; still down, run already requested: {still}"
+    parts = [
+        f"{count} producers heartbeating",
+        *([let_go] if forgotten else []),
+        f"still down, run already requested: {still}",
+    ]
+    return "; ".join(parts)
 
 
 @running_sensor(jobs=[restart_producer, diagnose_fleet])
@@ -108,9 +141,14 @@ def producer_heartbeat_sensor(context: dg.SensorEvaluationContext, fleet: FleetR
     snapshot, problem = fleet.snapshot_or_reason()
     if snapshot is None:
         return dg.SensorResult(skip_reason=dg.SkipReason(problem), cursor=context.cursor)
-    requests, cursor = evaluate(HeartbeatCursor.load(context.cursor), snapshot, fleet.expected_nodes)
+    before = HeartbeatCursor.load(context.cursor)
+    requests, cursor = evaluate(before, snapshot, fleet.expected_nodes)
+    forgotten = forgotten_nodes(before, cursor, snapshot)
+    for node in forgotten:
+        context.log.info(f"{TRIGGER}: no longer watching {node} (down, not in NT_EXPECTED_NODES)")
     if requests:
         for request in requests:
             context.log.warning(f"{TRIGGER}: incident {request.run_key}")
         return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
-    return dg.SensorResult(skip_reason=dg.SkipReason(_skip_reason(snapshot, cursor)), cursor=cursor.dump())
+    reason = _skip_reason(snapshot, cursor, forgotten)
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor.dump())

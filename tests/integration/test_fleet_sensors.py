@@ -89,6 +89,35 @@ def test_heartbeat_sensor_healthy_down_duplicate_and_recovery(redis_server: Redi
     assert back.skip_reason.skip_message == "all 3 producers heartbeating"
 
 
+def test_node_not_expected_and_down_for_ten_minutes_is_no_longer_watched(redis_server: RedisProcess) -> None:
+    fleet = fleet_of(redis_server, expected_nodes=["n1", "n2"])
+    healthy(redis_server)
+    first = tick(producer_heartbeat_sensor, fleet, None)
+    redis_server.client().delete(keys.node_key("n2"), keys.node_key("n3"))  # n3: started by hand, stopped
+    down = tick(producer_heartbeat_sensor, fleet, first.cursor)
+    assert down.run_requests is not None
+    assert sorted(op_config(r)["node_id"] for r in down.run_requests) == ["n2", "n3"]
+
+    # Ten minutes later (the incidents' start moved back): n3 is let go, n2 (expected) is not.
+    assert down.cursor is not None
+    cursor = json.loads(down.cursor)
+    for incident in cursor["incidents"].values():
+        incident["since_ms"] -= 10 * 60 * 1000
+    later = tick(producer_heartbeat_sensor, fleet, json.dumps(cursor))
+    assert not later.run_requests
+    assert later.skip_reason is not None
+    assert later.skip_reason.skip_message.startswith(
+        "1 producers heartbeating; no longer watching n3: down for 10 min and not in NT_EXPECTED_NODES "
+        "(add it there to keep watching); still down, run already requested: n2 (producer_down:n2:"
+    )
+    assert later.cursor is not None
+    assert set(json.loads(later.cursor)["incidents"]) == {"n2"}
+    after = tick(producer_heartbeat_sensor, fleet, later.cursor)
+    assert not after.run_requests  # n3 is not taken for a new incident
+    assert after.skip_reason is not None
+    assert "still down, run already requested: n2" in after.skip_reason.skip_message
+
+
 def test_heartbeat_sensor_no_producers_at_all_is_one_run(redis_server: RedisProcess) -> None:
     fleet = fleet_of(redis_server, expected_nodes=["n1"])
     first = tick(producer_heartbeat_sensor, fleet, None)
