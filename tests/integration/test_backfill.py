@@ -108,14 +108,18 @@ def test_backfill_reports_are_numbered_and_typed_like_the_archive(
     assert all(r["data_age_ms"] >= 0 for r in spot_rows)
 
 
-def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "ntplatform.cli", "backfill", str(USDM), "--out", str(tmp_path / "out")],
+def _backfill_cli(*argv: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "ntplatform.cli", "backfill", *argv],
         env=python_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
     )
+
+
+def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path) -> None:
+    done = _backfill_cli(str(USDM), "--out", str(tmp_path / "out"), timeout_s=300)
     assert done.returncode == 0, done.stderr
     assert "100.0%" in done.stderr
     assert "x real time" in done.stderr
@@ -125,35 +129,13 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
     assert table.schema.equals(ARCHIVE_SCHEMA, check_metadata=False)
     assert table.schema.metadata[b"ntplatform.archive_schema_version"] == b"1"
 
-    missing = subprocess.run(
-        [PYTHON, "-m", "ntplatform.cli", "backfill", str(tmp_path / "nope.gz"), "--out", str(tmp_path)],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = _backfill_cli(str(tmp_path / "nope.gz"), "--out", str(tmp_path))
     assert missing.returncode == 2
     assert "nope.gz" in missing.stderr
     assert "no such file" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
 
-    no_http = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "ntplatform.cli",
-            "backfill",
-            str(USDM),
-            "--out",
-            str(tmp_path),
-            "--http-dir",
-            "/nonexistent",
-        ],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    no_http = _backfill_cli(str(USDM), "--out", str(tmp_path), "--http-dir", "/nonexistent")
     assert no_http.returncode == 2
     assert no_http.stderr.splitlines() == [
         "ntplatform backfill: --http-dir /nonexistent: not a folder; give the folder of recorded REST "
@@ -162,23 +144,7 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
 
     empty = tmp_path / "empty-http"
     empty.mkdir()
-    no_info = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "ntplatform.cli",
-            "backfill",
-            str(USDM),
-            "--out",
-            str(tmp_path),
-            "--http-dir",
-            str(empty),
-        ],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    no_info = _backfill_cli(str(USDM), "--out", str(tmp_path), "--http-dir", str(empty))
     assert no_info.returncode == 2
     assert no_info.stderr.splitlines() == [
         f"ntplatform backfill: --http-dir {empty}: has no usdm_exchange_info.json; give --http-dir the "
@@ -192,13 +158,7 @@ def test_cli_refuses_an_out_it_cannot_write_before_the_replay_starts(tmp_path: P
     afile.write_bytes(b"kept")
     if out == "a-file":
         out = str(afile)
-    refused = subprocess.run(
-        [PYTHON, "-m", "ntplatform.cli", "backfill", str(USDM), "--out", out],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = _backfill_cli(str(USDM), "--out", out)
     expected = {
         "/proc/nope": "cannot create the folder (No such file or directory)",
         str(afile): f"it is a file ({afile}); a folder is needed",
