@@ -12,6 +12,7 @@ and ``NT_CONTROL_SECRET`` (the producers' shared secret for signed commands on `
 from __future__ import annotations
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -28,6 +29,12 @@ from sensors.remediation import restart_producer
 from sensors.resources import ControlResource, FleetResource, SupervisorResource
 from sensors.staleness import market_data_staleness_sensor
 from sensors.symbol_remediation import force_rebalance, release_orphaned_leases, resubscribe_symbol
+
+# Dagster 1.13 warns about its own beta `owners` parameter each time it copies a sensor to bind
+# resources, though no sensor here sets owners: kept out of the operators' terminal.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `owners` of initializer `SensorDefinition", category=dg.BetaWarning
+)
 
 
 def _secret(name: str, default: str = "") -> str | dg.EnvVar:
