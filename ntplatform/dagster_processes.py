@@ -71,4 +71,7 @@ def webserver_argv(port: int) -> list[str]:
 
 
 def daemon_argv() -> list[str]:
-    return [_tool("dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")]
+    # Warnings and up: the incidents sensors open and what fails. Its INFO lines (every sensor's
+    # every tick) would bury the platform's own events; each tick is on the sensor's UI page.
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    return [_tool("dagster-daemon"), "run", "--log-level", "warning", "-w", workspace]
