@@ -3,8 +3,9 @@
 Each partition runs ``producer.backfill`` (the live ``AnalyticsActor`` inside NautilusTrader's
 backtest engine) over one recording under ``NT_RECORDINGS_DIR`` (default
 ``../shared/data/binance``; partition keys are ``spot/btcusdt_20240808`` and the like) and
-writes the reports, with the archive's schema and layout, under ``NT_BACKFILL_DIR`` (default
-``data/backfill``; a URI such as ``s3://bucket/backfill`` works). Backfilling many
+writes the reports, with the archive's schema and its layout under ``market=spot|usdm/``, in
+``NT_BACKFILL_DIR`` (default ``data/backfill``; a URI such as ``s3://bucket/backfill`` works).
+A recording's files never replace another recording's: that run fails, naming both. Backfilling many
 recordings is a normal Dagster backfill over these partitions; each run logs its progress.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.resources import require_root
+from ntplatform.errors import OutputConflictError
 from ntplatform.replay.recording import load_recordings
 from producer.backfill import BackfillSettings, backfill, period_problem
 
@@ -63,9 +65,12 @@ def report_backfill(context: dg.AssetExecutionContext, config: BackfillConfig) -
             reported[0] = percent // 10
             context.log.info(f"{context.partition_key}: {percent}% ({done / 1e9:.0f} of {total / 1e9:.0f} s)")
 
-    result = backfill(
-        loaded, out, BackfillSettings(config.report_period_ms, config.slow_period_ms), None, progress
-    )
+    try:
+        result = backfill(
+            loaded, out, BackfillSettings(config.report_period_ms, config.slow_period_ms), None, progress
+        )
+    except OutputConflictError as error:  # another recording's reports: never overwritten
+        raise dg.Failure(description=f"NT_BACKFILL_DIR={out}: {error}") from None
     context.log.info(
         f"{context.partition_key}: {result.reports} reports in {result.wall_s:.1f} s "
         f"({result.speedup:.0f}x real time)"

@@ -127,7 +127,7 @@ def main() -> None:
         tmp = Path(name)
         for market in ("spot", "usdm"):
             _bench_backfill(DATA / market, tmp / f"backfill-{market}", args.report_period_ms)
-        _bench_archive(_reports(tmp / "backfill-spot" / "symbol=BTCUSDT"), args.rows, tmp)
+        _bench_archive(_reports(tmp / "backfill-spot" / "market=spot" / "symbol=BTCUSDT"), args.rows, tmp)
 
 
 if __name__ == "__main__":

@@ -245,29 +245,59 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def read_partition(root: str, symbol: str, window_start: datetime) -> pa.Table | None:
+def _relpath(prefix: str, symbol: str, window_start: datetime) -> str:
+    """The partition's file below the root, under ``prefix`` (a folder such as ``market=spot``) if any."""
+    relpath = partition_relpath(symbol, window_start)
+    return f"{prefix}/{relpath}" if prefix else relpath
+
+
+def read_partition(root: str, symbol: str, window_start: datetime, prefix: str = "") -> pa.Table | None:
     fs, base = filesystem(root)
-    path = f"{base}/{partition_relpath(symbol, window_start)}"
+    path = f"{base}/{_relpath(prefix, symbol, window_start)}"
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
     return pq.read_table(path, filesystem=fs)
 
 
-def write_partition(root: str, symbol: str, window_start: datetime, table: pa.Table) -> str:
+def partition_metadata(
+    root: str, symbol: str, window_start: datetime, prefix: str = ""
+) -> dict[bytes, bytes]:
+    """The key-value metadata of the partition's file ({} when there is none), without reading rows."""
+    fs, base = filesystem(root)
+    path = f"{base}/{_relpath(prefix, symbol, window_start)}"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return {}
+    with fs.open_input_file(path) as source:
+        return dict(pq.read_schema(source).metadata or {})
+
+
+def write_partition(
+    root: str,
+    symbol: str,
+    window_start: datetime,
+    table: pa.Table,
+    prefix: str = "",
+    extra_metadata: dict[bytes, bytes] | None = None,
+) -> str:
     """Replace the partition's file atomically (write a temp file, then rename); returns its path."""
     fs, base = filesystem(root)
-    path = f"{base}/{partition_relpath(symbol, window_start)}"
+    relpath = _relpath(prefix, symbol, window_start)
+    path = f"{base}/{relpath}"
     directory = path.rsplit("/", 1)[0]
     fs.create_dir(directory, recursive=True)
     temp = f"{directory}/.{PART_FILE}.{uuid.uuid4().hex}.tmp"
     try:
-        metadata = {**(ARCHIVE_SCHEMA.metadata or {}), b"ntplatform.symbol": symbol.encode()}
+        metadata = {
+            **(ARCHIVE_SCHEMA.metadata or {}),
+            b"ntplatform.symbol": symbol.encode(),
+            **(extra_metadata or {}),
+        }
         pq.write_table(table.cast(ARCHIVE_SCHEMA).replace_schema_metadata(metadata), temp, filesystem=fs)
         fs.move(temp, path)
     finally:
         if fs.get_file_info(temp).type == pafs.FileType.File:
             fs.delete_file(temp)
-    return _shown(root, path, partition_relpath(symbol, window_start))
+    return _shown(root, path, relpath)
 
 
 def merge_trimmed(existing: pa.Table | None, fresh: pa.Table, first_in_stream: StreamId | None) -> pa.Table:

@@ -31,6 +31,10 @@ class RecordingError(NtPlatformError):
         super().__init__(f"bad recording {where}: {reason}")
 
 
+class OutputConflictError(NtPlatformError):
+    """Writing would replace data that came from somewhere else; nothing was written."""
+
+
 class SequenceGapError(NtPlatformError):
     """A diff-depth event does not follow the previous one: the book must be resynced."""
 

@@ -37,7 +37,7 @@ from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.objects import Money
 
 from ntplatform import archive
-from ntplatform.errors import ConfigError, RecordingError
+from ntplatform.errors import ConfigError, OutputConflictError, RecordingError
 from ntplatform.logs import EventLog
 from ntplatform.replay.exchange_info import EXCHANGE_INFO_FILES, default_http_dir
 from ntplatform.replay.recording import Recording, load_recordings
@@ -47,6 +47,8 @@ from producer.metrics import ProducerMetrics
 from producer.recorded_data import VENUE, load_instrument, timeline
 
 NODE_ID = "backfill"
+MARKET_FOLDER = "market"  # backfills go under market=spot/ or market=usdm/: one symbol, two books
+SOURCE_KEY = b"ntplatform.recording"  # file metadata: the recording a backfilled file came from
 
 
 @dataclass
@@ -86,17 +88,39 @@ class ParquetSink:
     def count(self) -> int:
         return sum(len(rows) for rows in self.rows.values())
 
-    def write(self, root: str) -> list[str]:
-        """Write each symbol's reports, one file per hour of publication; the paths."""
-        paths = []
+    def write(self, root: str, market: str, sources: dict[str, str]) -> list[str]:
+        """Write each symbol's reports under ``market=MARKET/``, one file per hour of publication.
+
+        ``sources`` names each symbol's recording; it is stored in the files. A file that holds
+        another recording's reports is never replaced: OutputConflictError before anything is written.
+        """
+        prefix = f"{MARKET_FOLDER}={market}"
+        planned = []
         for symbol, rows in sorted(self.rows.items()):
             by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
             for row in rows:
                 published: datetime = row["ts_published_ms"]
                 by_hour[published.replace(minute=0, second=0, microsecond=0)].append(row)
-            for hour, hour_rows in sorted(by_hour.items()):
-                paths.append(archive.write_partition(root, symbol, hour, archive.rows_to_table(hour_rows)))
-        return paths
+            planned += [(symbol, hour, hour_rows) for hour, hour_rows in sorted(by_hour.items())]
+        for symbol, hour, _ in planned:
+            held = archive.partition_metadata(root, symbol, hour, prefix).get(SOURCE_KEY, b"").decode()
+            if held and held != sources[symbol]:
+                where = f"{prefix}/{archive.partition_relpath(symbol, hour)}"
+                raise OutputConflictError(
+                    f"{root}: {where} holds reports backfilled from {held}, not {sources[symbol]}; "
+                    "nothing was written (backfill into another folder, or remove that file to replace it)"
+                )
+        return [
+            archive.write_partition(
+                root,
+                symbol,
+                hour,
+                archive.rows_to_table(hour_rows),
+                prefix,
+                {SOURCE_KEY: sources[symbol].encode()},
+            )
+            for symbol, hour, hour_rows in planned
+        ]
 
 
 @dataclass(frozen=True)
@@ -194,7 +218,7 @@ def backfill(
     engine.run()
     engine.dispose()
     progress(last_ns - first_ns, last_ns - first_ns)
-    paths = sink.write(out)
+    paths = sink.write(out, recordings[0].market, {r.symbol: r.path.name for r in recordings})
     simulated_s = (last_ns - first_ns) / 1e9
     return BackfillResult(sink.count(), paths, total, simulated_s, time.perf_counter() - started)
 
@@ -302,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
             args.http_dir,
             _bar,
         )
-    except RecordingError as error:
+    except (RecordingError, OutputConflictError) as error:
         print(f"ntplatform backfill: {error}", file=sys.stderr)
         return 2
     print(

@@ -29,7 +29,7 @@ def archive_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("archive")
     recordings = load_recordings([SHARED_DATA / "spot"])  # BTCUSDT and ETHUSDT
     backfill(recordings, str(root), BackfillSettings(report_period_ms=100, slow_period_ms=1000))
-    return root
+    return root / "market=spot"  # a backfill's market folder has the archive's layout
 
 
 def _analyse(root: Path | str, partition: str = PARTITION, gap_ms: int = GAP_MS) -> dg.ExecuteInProcessResult:

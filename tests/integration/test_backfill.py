@@ -31,8 +31,9 @@ SPOT = SHARED_DATA / "spot" / "btcusdt_20240808.gz"
 USDM = SHARED_DATA / "usdm" / "btcusdt_20240808.gz"
 
 
-def _rows(root: Path, symbol: str = "BTCUSDT") -> list[dict]:
-    return ds.dataset(root / f"symbol={symbol}", format="parquet", partitioning="hive").to_table().to_pylist()
+def _rows(root: Path, symbol: str = "BTCUSDT", market: str = "spot") -> list[dict]:
+    folder = root / f"market={market}" / f"symbol={symbol}"
+    return ds.dataset(folder, format="parquet", partitioning="hive").to_table().to_pylist()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def spot_rows(tmp_path_factory) -> list[dict]:
 @pytest.mark.parametrize("recording", [SPOT, USDM], ids=["spot", "usdm"])
 def test_backfilled_best_bid_and_ask_equal_the_exchange_book_ticker(recording: Path, tmp_path: Path) -> None:
     result = backfill(load_recordings([recording]), str(tmp_path), BackfillSettings(report_period_ms=50))
-    rows = _rows(tmp_path)
+    rows = _rows(tmp_path, market=recording.parent.name)
     assert len(rows) == result.reports
     tickers = book_tickers(recording)
     matched = [r for r in rows if r["book_update_id"] in tickers]
@@ -124,7 +125,7 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
     assert "100.0%" in done.stderr
     assert "x real time" in done.stderr
     (path,) = done.stdout.split()
-    assert "symbol=BTCUSDT/date=2024-08-08/hour=" in path
+    assert "market=usdm/symbol=BTCUSDT/date=2024-08-08/hour=" in path
     table = pq.read_table(path)
     assert table.schema.equals(ARCHIVE_SCHEMA, check_metadata=False)
     assert table.schema.metadata[b"ntplatform.archive_schema_version"] == b"1"
@@ -150,6 +151,39 @@ def test_cli_shows_progress_writes_parquet_and_refuses_bad_input(tmp_path: Path)
         f"ntplatform backfill: --http-dir {empty}: has no usdm_exchange_info.json; give --http-dir the "
         "folder of recorded REST answers holding the exchangeInfo of the recordings' market"
     ]
+
+
+def test_spot_and_usdm_backfills_of_one_symbol_keep_apart_and_another_recording_is_never_overwritten(
+    tmp_path: Path,
+) -> None:
+    spot_copy = tmp_path / "recordings" / "spot" / "btcusdt_copy.gz"
+    spot_copy.parent.mkdir(parents=True)
+    spot_copy.write_bytes(SPOT.read_bytes())
+    for market, recording in (("usdm", USDM), ("spot", SPOT)):
+        done = _backfill_cli(str(recording), "--out", str(tmp_path / "out"), timeout_s=300)
+        assert done.returncode == 0, done.stderr
+        assert all(f"/market={market}/symbol=BTCUSDT/" in path for path in done.stdout.split())
+    usdm_rows, spot_rows = _rows(tmp_path / "out", market="usdm"), _rows(tmp_path / "out", market="spot")
+    # The same recordings again: the files are replaced by the same reports (idempotent).
+    again = _backfill_cli(str(SPOT), "--out", str(tmp_path / "out"), timeout_s=300)
+    assert again.returncode == 0, again.stderr
+    assert len(_rows(tmp_path / "out", market="spot")) == len(spot_rows)
+
+    # Another recording of the same market, symbol and hours: refused, nothing replaced.
+    other = _backfill_cli(
+        str(spot_copy), "--out", str(tmp_path / "out"), "--http-dir", str(SHARED_DATA / "http"), timeout_s=300
+    )
+    assert other.returncode == 2
+    (line,) = other.stderr.splitlines()[-1:]
+    assert line.startswith(
+        f"ntplatform backfill: {tmp_path / 'out'}: market=spot/symbol=BTCUSDT/date=2024-08-08/"
+    )
+    assert (
+        "holds reports backfilled from btcusdt_20240808.gz, not btcusdt_copy.gz; nothing was written" in line
+    )
+    assert _rows(tmp_path / "out", market="spot") == spot_rows
+    assert _rows(tmp_path / "out", market="usdm") == usdm_rows
+    assert {r["book_update_id"] for r in usdm_rows}.isdisjoint({r["book_update_id"] for r in spot_rows})
 
 
 @pytest.mark.parametrize("out", ["/proc/nope", "a-file", "ftp://x/y"])

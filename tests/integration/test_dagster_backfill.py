@@ -136,7 +136,10 @@ def test_backfill_of_two_recordings_runs_one_run_each_with_progress(deployment: 
             assert any(f"{partition}: 100%" in m for m in messages), messages[-20:]
             (materialization,) = materializations(instance, run.run_id)
             symbol = PARTITIONS[partition]
-            rows = ds.dataset(deployment.out / f"symbol={symbol}", format="parquet").count_rows()
+            market = partition.split("/")[0]  # partitions are named after market/recording
+            rows = ds.dataset(
+                deployment.out / f"market={market}" / f"symbol={symbol}", format="parquet"
+            ).count_rows()
             assert rows > 0
             assert materialization.metadata["reports"].value == rows
 

@@ -191,11 +191,11 @@ def _archive_everything(client: redis.Redis, redis_url: str, root: Path, symbol:
 
 def _check_backfill_parity(live: list[dict], recording: Path, out: Path) -> None:
     """Live reports and the backfill agree on every book field at each shared update id."""
-    backfilled = backfill(
-        load_recordings([recording]), str(out), BackfillSettings(report_period_ms=20, slow_period_ms=500)
-    )
+    loaded = load_recordings([recording])
+    backfilled = backfill(loaded, str(out), BackfillSettings(report_period_ms=20, slow_period_ms=500))
     assert backfilled.reports > 0
-    rows = ds.dataset(out / "symbol=BTCUSDT", format="parquet", partitioning="hive").to_table().to_pylist()
+    folder = out / f"market={loaded[0].market}" / "symbol=BTCUSDT"
+    rows = ds.dataset(folder, format="parquet", partitioning="hive").to_table().to_pylist()
     by_id: dict[int, dict] = {}
     for row in rows:
         by_id.setdefault(row["book_update_id"], row)
