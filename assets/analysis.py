@@ -14,6 +14,7 @@ for fails the run: it was never archived, and a summary of nothing would read as
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.
 
 import base64
+import time
 
 import dagster as dg
 import pyarrow as pa
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 from assets.archive import ARCHIVE_PARTITIONS, report_archive
 from assets.resources import ArchiveStorageResource, require_in_range
 from ntplatform import archive
-from ntplatform.analysis import DEFAULT_GAP_MS, HOUR_MS, summarize_hour
+from ntplatform.analysis import DEFAULT_GAP_MS, HOUR_MS, hour_end, summarize_hour
 from ntplatform.analysis_plot import plot_hour
 
 
@@ -60,7 +61,16 @@ def report_analysis(
         )
     if unarchived:
         context.log.info(f"not archived for {context.partition_key}, left out: {', '.join(unarchived)}")
-    summaries = [summarize_hour(s, rows, start_ms, config.gap_ms) for s, rows in rows_by_symbol.items()]
+    now_ms = int(time.time() * 1000)
+    end_ms = hour_end(start_ms, now_ms)  # an hour still open ends now: the future is no gap
+    if end_ms < start_ms + HOUR_MS:
+        context.log.warning(
+            f"{context.partition_key} is still open: analysed up to now; "
+            "materialise it again once it has closed"
+        )
+    summaries = [
+        summarize_hour(s, rows, start_ms, config.gap_ms, end_ms=end_ms) for s, rows in rows_by_symbol.items()
+    ]
     for summary in summaries:
         context.log.info(
             f"{summary.symbol}: {summary.reports} reports ({summary.publish_rate_per_s:.2f}/s), data age p95 "
@@ -72,12 +82,13 @@ def report_analysis(
     summary_path = archive.write_file(
         root, archive.analysis_relpath(start, "summary.parquet"), sink.getvalue().to_pybytes()
     )
-    png = plot_hour(rows_by_symbol, summaries, start_ms, config.gap_ms)
+    png = plot_hour(rows_by_symbol, summaries, start_ms, config.gap_ms, end_ms)
     plot_path = archive.write_file(root, archive.analysis_relpath(start, "plot.png"), png)
     image = base64.b64encode(png).decode()
     return dg.MaterializeResult(
         metadata={
             "symbols": len(summaries),
+            "hour_open": end_ms < start_ms + HOUR_MS,
             "unarchived_symbols": dg.MetadataValue.json(unarchived),
             "reports": sum(s.reports for s in summaries),
             "summary": dg.MetadataValue.md(_markdown(summaries)),

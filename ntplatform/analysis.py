@@ -83,6 +83,12 @@ def _ms(value: Any) -> int:
     return int(value)
 
 
+def hour_end(hour_start_ms: int, now_ms: int | None = None) -> int:
+    """The end of the hour's data: the hour's end, or ``now_ms`` while the hour is still open."""
+    end = hour_start_ms + HOUR_MS
+    return end if now_ms is None else max(hour_start_ms, min(end, now_ms))
+
+
 def find_gaps(
     times_ms: Sequence[int], start_ms: int, end_ms: int, gap_ms: int, edges: bool = True
 ) -> list[Gap]:
@@ -112,11 +118,16 @@ def summarize_hour(
     hour_start_ms: int,
     gap_ms: int = DEFAULT_GAP_MS,
     edges: bool = True,
+    end_ms: int | None = None,
 ) -> HourSummary:
-    """The summary of one symbol's reports in the hour starting at ``hour_start_ms``."""
+    """The summary of one symbol's reports in the hour starting at ``hour_start_ms``.
+
+    ``end_ms``: where the hour's data ends when it has not yet (an hour analysed while still
+    open): time after it is not counted as a gap. The publish rate stays per whole hour.
+    """
     ordered = sorted(rows, key=lambda r: (_ms(r["ts_stream_ms"]), str(r.get("stream_id"))))
     times = [_ms(r["ts_stream_ms"]) for r in ordered]
-    gaps = find_gaps(times, hour_start_ms, hour_start_ms + HOUR_MS, gap_ms, edges)
+    gaps = find_gaps(times, hour_start_ms, hour_end(hour_start_ms, end_ms), gap_ms, edges)
     writers: list[str] = []
     changes = regressions = 0
     highest = None

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from ntplatform.analysis import HOUR_MS, HourSummary, find_gaps
+from ntplatform.analysis import HOUR_MS, HourSummary, find_gaps, hour_end
 
 
 def _time(ms: int) -> datetime:
@@ -28,7 +28,11 @@ def plot_hour(
     summaries: Sequence[HourSummary],
     hour_start_ms: int,
     gap_ms: int,
+    end_ms: int | None = None,
 ) -> bytes:
+    """Data age and spread per symbol over the hour, gaps shaded; after ``end_ms`` (an open hour's
+    present) the plot is left blank and the title says the hour is still open."""
+    end = hour_end(hour_start_ms, end_ms)
     symbols = [s.symbol for s in summaries]
     figure, axes = plt.subplots(
         max(1, len(symbols)), 1, figsize=(11, 2.6 * max(1, len(symbols))), squeeze=False
@@ -46,7 +50,7 @@ def plot_hour(
         )
         spread_axis.set_ylabel("spread bps", color="tab:orange")
         stamps = [int(t.timestamp() * 1000) for t in times]
-        for gap in find_gaps(stamps, hour_start_ms, hour_start_ms + HOUR_MS, gap_ms):
+        for gap in find_gaps(stamps, hour_start_ms, end, gap_ms):
             axis.axvspan(_time(gap.start_ms), _time(gap.end_ms), color="tab:red", alpha=0.15, linewidth=0)
         axis.set_xlim(_time(hour_start_ms), _time(hour_start_ms + HOUR_MS))
         axis.set_title(
@@ -55,7 +59,10 @@ def plot_hour(
             f"{summary.writer_changes} writer changes",
             fontsize=9,
         )
-    figure.suptitle(f"archive {_time(hour_start_ms):%Y-%m-%d %H:00} UTC (red: no report for > {gap_ms} ms)")
+    still_open = f", open: data up to {_time(end):%H:%M:%S}" if end < hour_start_ms + HOUR_MS else ""
+    figure.suptitle(
+        f"archive {_time(hour_start_ms):%Y-%m-%d %H:00} UTC{still_open} (red: no report for > {gap_ms} ms)"
+    )
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)

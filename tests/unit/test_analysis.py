@@ -54,6 +54,18 @@ def test_hand_worked_hour():
     assert summary.imbalance_1_mean == pytest.approx(0.05)
 
 
+def test_an_hour_analysed_while_open_counts_no_gap_after_now():
+    # Analysed 6 s into the hour: only 1.5 s -> 5.0 s is a gap; 5.25 s -> 6 s is too short.
+    summary = summarize_hour("BTCUSDT", ROWS, HOUR, end_ms=HOUR + 6000)
+    assert (summary.gaps, summary.longest_gap_ms, summary.gap_total_ms) == (1, 3500, 3500)
+    # 10 s in: 5.25 s -> 10 s is a gap of 4.75 s.
+    later = summarize_hour("BTCUSDT", ROWS, HOUR, end_ms=HOUR + 10_000)
+    assert (later.gaps, later.longest_gap_ms, later.gap_total_ms) == (2, 4750, 3500 + 4750)
+    # A "now" past the hour is the hour's end.
+    closed = summarize_hour("BTCUSDT", ROWS, HOUR, end_ms=HOUR + 2 * 3_600_000)
+    assert closed.longest_gap_ms == 3_600_000 - 5250
+
+
 def test_a_lower_token_after_a_higher_one_is_a_regression_and_a_writer_change():
     rows = [*ROWS, _row(6000, "n1", 3, 10, 1.0, 0.0)]
     summary = summarize_hour("BTCUSDT", rows, HOUR)
