@@ -15,6 +15,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from ntplatform.settings import MIN_SECRET_CHARS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 3000
 PG_URL = "NT_DAGSTER_PG_URL"
@@ -27,15 +29,33 @@ def dagster_home(env: Mapping[str, str]) -> Path:
     return home / "postgres" if env.get(PG_URL) else home
 
 
-def ensure_control_secret(env: dict[str, str]) -> bool:
-    """Give the fleet a control secret for this run when none is configured; True if generated.
+def ensure_control_secret(env: dict[str, str], run_dir: Path) -> str:
+    """Give the fleet a control secret when none is configured: ``configured``, ``reused`` or ``generated``.
 
     Producers and Dagster started together then share it, so signed commands work out of the box.
+    The one saved in ``run_dir/control_secret`` by an earlier ``up`` is reused while only its
+    owner can read it, so the file stays right for every fleet started from this folder (a
+    second ``up`` on another Redis no longer replaces the secret a running fleet was given).
     """
     if env.get("NT_CONTROL_SECRET"):
-        return False
+        return "configured"
+    saved = _saved_secret(run_dir / "control_secret")
+    if saved is not None:
+        env["NT_CONTROL_SECRET"] = saved
+        return "reused"
     env["NT_CONTROL_SECRET"] = secrets.token_hex(24)
-    return True
+    save_control_secret(env["NT_CONTROL_SECRET"], run_dir)
+    return "generated"
+
+
+def _saved_secret(path: Path) -> str | None:
+    try:
+        if path.stat().st_mode & 0o077:  # others could have read it: make a new one
+            return None
+        secret = path.read_text().strip()
+    except OSError:
+        return None
+    return secret if len(secret) >= MIN_SECRET_CHARS else None
 
 
 def save_control_secret(secret: str, run_dir: Path) -> Path:

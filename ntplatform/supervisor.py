@@ -333,13 +333,14 @@ class Supervisor:
         path = self.replay_path()
         if path is not None and not self.start_replay(path):
             return 1
-        if dagster_processes.ensure_control_secret(self.env):
-            secret_file = dagster_processes.save_control_secret(self.env["NT_CONTROL_SECRET"], RUN_DIR)
+        origin = dagster_processes.ensure_control_secret(self.env, RUN_DIR)
+        if origin != "configured":
+            secret_file = RUN_DIR / "control_secret"
             self.log.info(
-                "control_secret_generated",
+                "control_secret_reused" if origin == "reused" else "control_secret_generated",
                 file=str(secret_file.resolve()),
                 hint=f"NT_CONTROL_SECRET=$(cat {secret_file}) ntplatform control ...; "
-                "set NT_CONTROL_SECRET to share one across runs",
+                "set NT_CONTROL_SECRET to choose one",
             )
         self.start_producers()
         if not self.args.no_dagster and not self.start_dagster():

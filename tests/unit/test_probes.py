@@ -27,17 +27,30 @@ def test_port_in_time_wait_after_a_stop_is_free_but_a_listening_one_is_not() -> 
 def test_generated_control_secret_is_saved_for_its_owner_only(tmp_path) -> None:
     import stat
 
-    from ntplatform.dagster_processes import ensure_control_secret, save_control_secret
+    from ntplatform.dagster_processes import ensure_control_secret
 
-    env: dict[str, str] = {}
-    assert ensure_control_secret(env)
     stale = tmp_path / "run" / "control_secret"
     stale.parent.mkdir()
     stale.write_text("last run's secret, world-readable\n")
-    stale.chmod(0o644)
+    stale.chmod(0o644)  # others could have read it: not reused
 
-    path = save_control_secret(env["NT_CONTROL_SECRET"], tmp_path / "run")
-    assert path == stale
-    assert path.read_text() == env["NT_CONTROL_SECRET"] + "\n"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert not ensure_control_secret(env)  # a configured secret is kept
+    env: dict[str, str] = {}
+    assert ensure_control_secret(env, tmp_path / "run") == "generated"
+    assert env["NT_CONTROL_SECRET"] != "last run's secret, world-readable"  # noqa: S105 - the test's own
+    assert stale.read_text() == env["NT_CONTROL_SECRET"] + "\n"
+    assert stat.S_IMODE(stale.stat().st_mode) == 0o600
+
+
+def test_saved_control_secret_is_reused_and_a_configured_one_wins(tmp_path) -> None:
+    from ntplatform.dagster_processes import ensure_control_secret
+
+    first: dict[str, str] = {}
+    assert ensure_control_secret(first, tmp_path) == "generated"
+    second: dict[str, str] = {}
+    assert ensure_control_secret(second, tmp_path) == "reused"  # another up from this folder
+    assert second["NT_CONTROL_SECRET"] == first["NT_CONTROL_SECRET"]
+
+    configured = {"NT_CONTROL_SECRET": "the operator's own secret"}
+    assert ensure_control_secret(configured, tmp_path) == "configured"
+    assert configured["NT_CONTROL_SECRET"] == "the operator's own secret"  # noqa: S105 - the test's own
+    assert (tmp_path / "control_secret").read_text() == first["NT_CONTROL_SECRET"] + "\n"  # untouched
