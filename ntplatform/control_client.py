@@ -79,6 +79,12 @@ def live_nodes(client: redis.Redis) -> list[str]:
     return sorted(k.decode()[len(prefix) :] for k in client.scan_iter(match=keys.node_key("*"), count=1000))
 
 
+def _writer(client: redis.Redis, symbol: str) -> str | None:
+    """The node holding the symbol's writer lease, if any."""
+    raw = client.get(keys.writer_key(symbol))
+    return raw.decode() if isinstance(raw, bytes) else None
+
+
 def _decode(raw: Any) -> dict[str, Any] | None:
     try:
         body = orjson.loads(raw)
@@ -153,6 +159,14 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"ntplatform control: no live node named {args.node!r} (heartbeating: "
                 f"{', '.join(live) or 'none'})",
+                file=sys.stderr,
+            )
+            return 1
+        writer = _writer(client, symbol) if symbol and args.node != control.EVERY_NODE else None
+        if writer is not None and writer != args.node:
+            print(
+                f"ntplatform control: {args.node} does not write {symbol} ({writer} does): "
+                f"use --node {writer}, or leave --node out to ask every node",
                 file=sys.stderr,
             )
             return 1
