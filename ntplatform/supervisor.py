@@ -268,6 +268,8 @@ class Supervisor:
             lines.append(f"  exchange  {self.env['NT_BINANCE_HTTP_URL']} (replay)")
         if self.dagster_url():
             lines.append(f"  dagster   {self.dagster_url()}   (sensors, remediation runs, archive)")
+            home = dagster_processes.dagster_home(self.env)
+            lines.append(f"            DAGSTER_HOME={home} for the dagster command line")
         lines.append("Ctrl-C stops everything started here.\n")
         print("\n".join(lines), file=sys.stderr, flush=True)
 
