@@ -121,48 +121,38 @@ def test_rebalance_with_a_symbol_is_refused_rather_than_ignored(
 
 
 @pytest.mark.integration
-def test_control_to_a_node_that_does_not_heartbeat_names_the_live_ones_and_sends_nothing(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, redis_server: RedisProcess
+@pytest.mark.parametrize(
+    ("node", "says"),
+    [
+        ("ghost", "no live node named 'ghost' (heartbeating: producer-node-001, producer-node-002)"),
+        (
+            "producer-node-002",
+            "producer-node-002 does not write BTCUSDT (producer-node-001 does): use --node "
+            "producer-node-001, or leave --node out to ask every node",
+        ),
+    ],
+    ids=["no-heartbeat", "not-the-writer"],
+)
+def test_resubscribe_to_a_node_that_cannot_take_it_is_refused_naming_who_can_and_sends_nothing(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server: RedisProcess,
+    node: str,
+    says: str,
 ) -> None:
     monkeypatch.setenv("NT_CONTROL_SECRET", SECRET)
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     client = redis_server.client()
-    for node in ("producer-node-002", "producer-node-001"):
-        client.set(f"nt:node:{node}", json.dumps({"node_id": node}), px=60_000)
-    listener = client.pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(control.CHANNEL)
-    assert listener.get_message(timeout=1) is None
-
-    code, lines = _run(capsys, "resubscribe", "--node", "ghost", "--symbol", "BTCUSDT")
-
-    assert code == 1
-    assert lines == [
-        "ntplatform control: no live node named 'ghost' (heartbeating: producer-node-001, producer-node-002)"
-    ]
-    assert listener.get_message(timeout=0.5) is None
-    listener.close()
-
-
-@pytest.mark.integration
-def test_resubscribe_to_a_node_that_does_not_write_the_symbol_names_the_writer_and_sends_nothing(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, redis_server: RedisProcess
-) -> None:
-    monkeypatch.setenv("NT_CONTROL_SECRET", SECRET)
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    client = redis_server.client()
-    for node in ("producer-node-001", "producer-node-002"):
-        client.set(f"nt:node:{node}", json.dumps({"node_id": node}), px=60_000)
+    for live in ("producer-node-002", "producer-node-001"):
+        client.set(f"nt:node:{live}", json.dumps({"node_id": live}), px=60_000)
     client.set("report:writer:BTCUSDT", "producer-node-001", px=60_000)
     listener = client.pubsub(ignore_subscribe_messages=True)
     listener.subscribe(control.CHANNEL)
     assert listener.get_message(timeout=1) is None
 
-    code, lines = _run(capsys, "resubscribe", "--node", "producer-node-002", "--symbol", "btcusdt")
+    code, lines = _run(capsys, "resubscribe", "--node", node, "--symbol", "btcusdt")
 
     assert code == 1
-    assert lines == [
-        "ntplatform control: producer-node-002 does not write BTCUSDT (producer-node-001 does): "
-        "use --node producer-node-001, or leave --node out to ask every node"
-    ]
+    assert lines == [f"ntplatform control: {says}"]
     assert listener.get_message(timeout=0.5) is None
     listener.close()
