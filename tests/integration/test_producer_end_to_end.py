@@ -137,12 +137,27 @@ def test_reports_match_exchange_book_ticker_over_whole_recording(
     )
     assert mismatches == []
     assert matched >= 100, f"only {matched} of {len(first_epoch)} reports matched a bookTicker id"
-    # Reports are ordered and fenced.
+    # Reports are ordered and fenced: one token, unless the node was held up for longer than its
+    # lease (this machine pauses now and then: seen once, 13.6 s for every process at once); then
+    # it logged the expiry and went on with a higher token, as it must.
     seqs = [r["seq"] for r in reports]
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)
-    assert {r["fencing_token"] for r in reports} == {int(client.get("report:writer:token:BTCUSDT"))}
-    assert all(0 <= r["data_age_ms"] < 1000 for r in first_epoch)
+    events = _events(producer)
+    tokens = [r["fencing_token"] for r in reports]
+    assert tokens == sorted(tokens)
+    assert tokens[-1] == int(client.get("report:writer:token:BTCUSDT"))
+    expired = {e["fencing_token"] for e in events if e["event"] == "lease_expired"}
+    assert set(tokens[:-1]) - {tokens[-1]} <= expired, (
+        f"token changed without an expiry: {sorted(set(tokens))}"
+    )
+    # Data age stays under a second, but for the report that follows a hold-up of the node.
+    stalls = [e for e in events if e["event"] == "fast_cycle_lag_detected" and e["lag_ms"] >= 1000]
+    if stalls:
+        print(f"{account}: the node was held up {[s['lag_ms'] for s in stalls]} ms")
+    held_up_ms = [_event_ms(s) for s in stalls]
+    steady = [r for r in first_epoch if not any(0 <= r["ts_published_ms"] - t < 1000 for t in held_up_ms)]
+    assert all(0 <= r["data_age_ms"] < 1000 for r in steady), max(r["data_age_ms"] for r in steady)
     # The loop is a gap, as on a real exchange: it was detected and the book rebuilt.
     log = producer.output()
     assert '"event":"book_resync"' in log
@@ -159,12 +174,16 @@ def test_reports_match_exchange_book_ticker_over_whole_recording(
     _check_backfill_parity(first_epoch, recording, tmp_path / "backfill")
 
 
+def _events(producer: ManagedProcess) -> list[dict]:
+    return [json.loads(line) for line in producer.output().splitlines() if line.startswith('{"ts"')]
+
+
+def _event_ms(event: dict) -> int:
+    return int(datetime.fromisoformat(event["ts"]).timestamp() * 1000)
+
+
 def _published_at_shutdown(producer: ManagedProcess) -> dict[str, int]:
-    (event,) = [
-        json.loads(line)
-        for line in producer.output().splitlines()
-        if line.startswith("{") and '"event":"shutdown_complete"' in line
-    ]
+    (event,) = [e for e in _events(producer) if e["event"] == "shutdown_complete"]
     return dict(event["reports_published"])
 
 
