@@ -30,8 +30,11 @@ def test_head_answers_like_get_without_a_body() -> None:
             head_status, head_headers, empty = _ask(server.port, "HEAD", path)
             assert head_status == got_status, path
             assert head_headers["Content-Type"] == got_headers["Content-Type"]
-            assert body  # GET sends one; HEAD announces its size (uptime may change a digit) and none
-            assert abs(int(head_headers["Content-Length"]) - len(body)) <= 8
+            # GET sends a body; HEAD announces its size and sends none. Between the two requests
+            # uptime and the process metrics (memory, CPU seconds, GC counts) move, and a number
+            # may change its width: 13 bytes seen once on /metrics. Far below any real body.
+            assert body
+            assert abs(int(head_headers["Content-Length"]) - len(body)) <= 64
             assert empty == b""
         assert json.loads(_ask(server.port, "GET", "/health")[2])["node_id"] == "producer-node-007"
         assert _ask(server.port, "GET", "/nope")[0] == 404
